@@ -1,0 +1,20 @@
+#!/usr/bin/env bash
+# Make .venv and install cnnlens into it. Usage: scripts/setup.sh [test]
+# With "test", also installs the test and benchmark tools (reference CAM libraries included).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+pip() { .venv/bin/python -m pip "$@"; }
+# torch first, pinned: on this project's machines 2.13.0 is a local CPU wheel; elsewhere pip
+# fetches the matching build for the platform.
+.venv/bin/python -c "import torch" 2>/dev/null || pip install -q "torch==2.13.0"
+if [ "${1:-}" = "test" ]; then
+    pip install -q -e ".[test]"
+    # pytorch-grad-cam's CAM classes never import torchvision; installing it without deps
+    # avoids pulling a multi-GB CUDA torchvision (tests give it a stand-in module).
+    pip install -q --no-deps "grad-cam==1.5.7"
+else
+    pip install -q -e .
+fi

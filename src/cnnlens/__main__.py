@@ -1,0 +1,5 @@
+import sys
+
+from cnnlens.cli import main
+
+sys.exit(main())
