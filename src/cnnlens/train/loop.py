@@ -1,0 +1,293 @@
+"""The training loop: SGD with Keras-style L2, optional step schedule and early stopping.
+
+Every epoch ends with a complete checkpoint (weights, sidecar, optimizer and RNG state), so
+``resume`` continues an interrupted run and ends with the same weights as an uninterrupted
+one: shuffling uses a dedicated generator whose state is saved, and augmentation is a pure
+function of (seed, epoch, index).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+
+from cnnlens.data import TaskData
+from cnnlens.device import resolve_device
+from cnnlens.errors import CnnlensError
+from cnnlens.fileio import write_json
+from cnnlens.models import build_model
+from cnnlens.rundir import RunDir
+from cnnlens.train.checkpoint import (
+    load_checkpoint,
+    load_train_state,
+    save_checkpoint,
+    save_train_state,
+)
+from cnnlens.train.recipes import Recipe, epochs_for, lr_at
+
+
+class TrainCallback:
+    """Hooks the CLI uses to draw progress; the library itself prints nothing."""
+
+    def on_epoch_start(self, epoch: int, epochs: int, n_items: int) -> None:
+        """Called before the first batch of a (0-based) epoch."""
+
+    def on_batch_end(self, n_items: int, loss: float, acc: float) -> None:
+        """Called after each optimisation step with the batch size and running means."""
+
+    def on_epoch_end(self, stats: dict[str, Any]) -> None:
+        """Called with the epoch's metrics after its checkpoint is written."""
+
+
+def kernel_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """Split parameters into kernels (weights of rank >= 2, L2-regularised) and the rest."""
+    kernels, others = [], []
+    for p in model.parameters():
+        if p.requires_grad:
+            (kernels if p.dim() >= 2 else others).append(p)
+    return kernels, others
+
+
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
+    """SGD where weight decay ``2·l2`` on kernels equals Keras' ``loss += l2·Σw²``."""
+    kernels, others = kernel_parameters(model)
+    groups = [
+        {"params": kernels, "weight_decay": 2.0 * recipe.l2},
+        {"params": others, "weight_decay": 0.0},
+    ]
+    return torch.optim.SGD(
+        groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov
+    )
+
+
+def iterate_batches(
+    dataset: Dataset[Any], order: torch.Tensor, batch_size: int
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Yield ``(x, y)`` batches in ``order``; in-memory tensors skip the DataLoader overhead."""
+    if isinstance(dataset, TensorDataset):
+        xs, ys = dataset.tensors[0], dataset.tensors[1]
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            yield xs[idx], ys[idx]
+        return
+    get_batch = getattr(dataset, "get_batch", None)
+    if callable(get_batch):
+        for i in range(0, len(order), batch_size):
+            yield get_batch(order[i : i + batch_size])
+        return
+    loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=0)
+    yield from loader
+
+
+@torch.no_grad()
+def loss_and_accuracy(
+    model: nn.Module, dataset: Dataset[Any], *, batch_size: int, device: torch.device
+) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of ``model`` on ``dataset`` (eval mode)."""
+    n = len(dataset)  # type: ignore[arg-type]
+    if n == 0:
+        return math.nan, math.nan
+    was_training = model.training
+    model.eval()
+    total_loss, correct = 0.0, 0
+    try:
+        for x, y in iterate_batches(dataset, torch.arange(n), max(batch_size, 256)):
+            x, y = x.to(device), y.to(device)
+            logits = model(x).float()
+            total_loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
+            correct += int((logits.argmax(1) == y).sum())
+    finally:
+        model.train(was_training)
+    return total_loss / n, correct / n
+
+
+def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
+    """bf16 autocast on CUDA (no loss scaling needed); a no-op on CPU."""
+    if device.type == "cuda" and torch.cuda.is_bf16_supported():
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext()
+
+
+def train_run(
+    run: RunDir,
+    *,
+    data: TaskData | None = None,
+    resume: bool = False,
+    callback: TrainCallback | None = None,
+) -> dict[str, Any]:
+    """Train the model a run's ``config.json`` describes; return the final epoch's metrics."""
+    cfg = run.read_config()
+    recipe = Recipe(**cfg["recipe"])
+    recipe.validate()
+    epochs = epochs_for(recipe, cfg["task"])
+    seed = int(cfg.get("seed", 0))
+    device = resolve_device(cfg.get("device", "auto"))
+    cb = callback or TrainCallback()
+    data = data if data is not None else run.load_data()
+    n_train = len(data.train)  # type: ignore[arg-type]
+    if n_train == 0:
+        raise CnnlensError(f"task {cfg['task']!r}: the training split is empty")
+
+    torch.manual_seed(seed)
+    model = build_model(cfg["model"], **cfg.get("model_kwargs", {})).to(device)
+    optimizer = make_optimizer(model, recipe)
+    shuffle = torch.Generator().manual_seed(seed)
+    history: list[dict[str, Any]] = []
+    best = {"val_loss": math.inf, "epoch": -1}
+    bad_epochs = 0
+    start = 0
+    meta_base = {
+        "model": cfg["model"],
+        "model_kwargs": cfg.get("model_kwargs", {}),
+        "task": cfg["task"],
+        "class_names": data.class_names,
+        "recipe": recipe.to_dict(),
+        "seed": seed,
+    }
+
+    if resume and (run.checkpoints / "last_state.pt").exists():
+        state = load_train_state(run.checkpoints / "last_state.pt")
+        loaded, _ = load_checkpoint(run.checkpoints, "last", device=device)
+        model.load_state_dict(loaded.state_dict())
+        optimizer.load_state_dict(state["optimizer"])
+        shuffle.set_state(state["shuffle_rng"])
+        torch.set_rng_state(state["torch_rng"])
+        history = list(state["history"])
+        best = dict(state["best"])
+        bad_epochs = int(state["bad_epochs"])
+        start = int(state["epoch"]) + 1
+        if state.get("stopped_early"):
+            start = epochs
+
+    writer = _summary_writer(run, purge_step=start if start else None)
+    try:
+        for epoch in range(start, epochs):
+            stats = _train_epoch(model, optimizer, data, recipe, epoch, epochs, shuffle,
+                                 device, cb)
+            history.append(stats)
+            improved = stats.get("val_loss", math.inf) < best["val_loss"]
+            if improved:
+                best = {"val_loss": stats["val_loss"], "epoch": epoch}
+                bad_epochs = 0
+            elif len(data.val):  # type: ignore[arg-type]
+                bad_epochs += 1
+            stop = recipe.early_stopping and bad_epochs >= recipe.patience
+            _log_scalars(writer, stats)
+            meta = {**meta_base, "epoch": epoch, "metrics": stats}
+            if improved and recipe.early_stopping:
+                save_checkpoint(run.checkpoints, "best", model, meta)
+            save_checkpoint(run.checkpoints, "last", model, meta)
+            save_train_state(
+                run.checkpoints / "last_state.pt",
+                {
+                    "epoch": epoch,
+                    "optimizer": optimizer.state_dict(),
+                    "shuffle_rng": shuffle.get_state(),
+                    "torch_rng": torch.get_rng_state(),
+                    "history": history,
+                    "best": best,
+                    "bad_epochs": bad_epochs,
+                    "stopped_early": stop,
+                },
+            )
+            write_json(run.train_dir / "history.json", history)
+            cb.on_epoch_end(stats)
+            if stop:
+                break
+    finally:
+        if writer is not None:
+            writer.close()
+
+    final_name = "best" if recipe.early_stopping and best["epoch"] >= 0 else "last"
+    final, final_meta = load_checkpoint(run.checkpoints, final_name, device="cpu")
+    save_checkpoint(
+        run.checkpoints,
+        "model",
+        final,
+        {**final_meta, "selected": final_name, "epochs_run": len(history)},
+    )
+    return {"epochs_run": len(history), "selected": final_name, **(history[-1] if history else {})}
+
+
+def _train_epoch(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    data: TaskData,
+    recipe: Recipe,
+    epoch: int,
+    epochs: int,
+    shuffle: torch.Generator,
+    device: torch.device,
+    cb: TrainCallback,
+) -> dict[str, Any]:
+    lr = lr_at(recipe, epoch)
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    set_epoch = getattr(data.train, "set_epoch", None)
+    if callable(set_epoch):
+        set_epoch(epoch)
+    n = len(data.train)  # type: ignore[arg-type]
+    order = torch.randperm(n, generator=shuffle)
+    cb.on_epoch_start(epoch, epochs, n)
+    model.train()
+    t0 = time.perf_counter()
+    total_loss, correct, seen = 0.0, 0, 0
+    for step, (x, y) in enumerate(iterate_batches(data.train, order, recipe.batch_size)):
+        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with _autocast(device):
+            logits = model(x)
+        loss = nn.functional.cross_entropy(logits.float(), y)
+        if not torch.isfinite(loss):
+            raise CnnlensError(
+                f"loss became {loss.item()} at epoch {epoch + 1}, batch {step + 1} "
+                f"(lr {lr:g}); training stopped, the last good checkpoint is kept "
+                "(try a smaller --lr)"
+            )
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        b = int(y.shape[0])
+        total_loss += loss.item() * b
+        correct += int((logits.argmax(1) == y).sum())
+        seen += b
+        cb.on_batch_end(b, total_loss / seen, correct / seen)
+    seconds = time.perf_counter() - t0
+    stats: dict[str, Any] = {
+        "epoch": epoch,
+        "lr": lr,
+        "loss": total_loss / seen,
+        "accuracy": correct / seen,
+        "seconds": seconds,
+        "items_per_s": seen / seconds if seconds > 0 else math.nan,
+    }
+    if len(data.val):  # type: ignore[arg-type]
+        val_loss, val_acc = loss_and_accuracy(
+            model, data.val, batch_size=recipe.batch_size, device=device
+        )
+        stats.update(val_loss=val_loss, val_accuracy=val_acc)
+    return stats
+
+
+def _summary_writer(run: RunDir, purge_step: int | None) -> Any:
+    """A TensorBoard writer (tensorboard is a dependency; import lazily, it is slow)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(run.tb), purge_step=purge_step)
+
+
+def _log_scalars(writer: Any, stats: dict[str, Any]) -> None:
+    epoch = stats["epoch"]
+    writer.add_scalar("loss/train", stats["loss"], epoch)
+    writer.add_scalar("accuracy/train", stats["accuracy"], epoch)
+    writer.add_scalar("lr", stats["lr"], epoch)
+    if "val_loss" in stats:
+        writer.add_scalar("loss/val", stats["val_loss"], epoch)
+        writer.add_scalar("accuracy/val", stats["val_accuracy"], epoch)
+    writer.flush()

@@ -1,0 +1,40 @@
+"""Fixtures shared by the whole suite."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """One data cache per test session: MNIST-1D is generated once, never in ~/.cache."""
+    cache = tmp_path_factory.mktemp("cnnlens-cache")
+    old = os.environ.get("CNNLENS_CACHE")
+    os.environ["CNNLENS_CACHE"] = str(cache)
+    yield cache
+    if old is None:
+        os.environ.pop("CNNLENS_CACHE", None)
+    else:
+        os.environ["CNNLENS_CACHE"] = old
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _threads() -> None:
+    """Small models run fastest single-threaded, and the suite stays quiet on 2 cores."""
+    torch.set_num_threads(1)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The read-only data folder beside the repo; tests that need it skip without it."""
+    if not SHARED_DATA.is_dir():
+        pytest.skip(f"shared data folder {SHARED_DATA} is absent")
+    return SHARED_DATA
