@@ -14,7 +14,11 @@ def resolve_device(name: str = "auto") -> torch.device:
     try:
         dev = torch.device(name)
     except RuntimeError:
-        raise CnnlensError(f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N") from None
+        raise CnnlensError(
+            f"--device {name!r} is not a device; use auto, cpu, cuda or cuda:N"
+        ) from None
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise CnnlensError(f"--device {name!r}: CUDA is not available on this machine; use cpu or auto")
+        raise CnnlensError(
+            f"--device {name!r}: CUDA is not available on this machine; use cpu or auto"
+        )
     return dev

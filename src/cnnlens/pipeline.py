@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -118,7 +118,10 @@ Stage = Callable[[RunDir], Any]
 
 
 def run_pipeline(
-    run: RunDir, stages: list[tuple[str, Stage]], *, on_stage: Callable[[str], None] | None = None
+    run: RunDir,
+    stages: Sequence[tuple[str, Stage]],
+    *,
+    on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Run named stages in order; each one sees the artifacts of the stages before it."""
     results: dict[str, Any] = {}

@@ -74,7 +74,9 @@ class RunDir:
         if not self.path.is_dir():
             raise CnnlensError(f"{self.path}: run folder not found")
         if not self.config_path.exists():
-            raise CnnlensError(f"{self.config_path}: not found; is {self.path} a cnnlens run folder?")
+            raise CnnlensError(
+                f"{self.config_path}: not found; is {self.path} a cnnlens run folder?"
+            )
         cfg = read_json(self.config_path)
         if not isinstance(cfg, dict) or "task" not in cfg or "model" not in cfg:
             raise CnnlensError(f"{self.config_path}: not a cnnlens run config")

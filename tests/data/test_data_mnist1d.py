@@ -56,7 +56,7 @@ def test_corrupt_cache_is_regenerated(tmp_path: Path) -> None:
 def test_task_shapes_and_stratified_validation_split() -> None:
     data = load_task(DataConfig("mnist1d", val_fraction=0.1, seed=3))
     assert data.kind == "signal"
-    x, y = data.test[0]
+    x, _y = data.test[0]
     assert tuple(x.shape) == (1, 40)
     assert len(data.test) == 1000
     assert len(data.train) + len(data.val) == 4000

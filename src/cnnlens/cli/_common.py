@@ -42,7 +42,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    help="step: lr = 1e-3 * 0.5^(epoch // 15), as the study's report describes")
     p.add_argument("--early-stopping", action="store_true", default=None,
                    help="stop when validation loss has not improved for --patience epochs")
-    p.add_argument("--patience", type=positive_int, default=None, help="early-stopping patience (8)")
+    p.add_argument("--patience", type=positive_int, default=None,
+                   help="early-stopping patience (8)")
     p.add_argument("--val-fraction", type=float, default=None,
                    help="fraction of the training data held out for validation (per class)")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None,

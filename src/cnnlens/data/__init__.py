@@ -45,7 +45,8 @@ class TaskData:
         """Return a split by name (``train``, ``val`` or ``test``)."""
         if name not in ("train", "val", "test"):
             raise unknown_choice("split", name, ["train", "val", "test"])
-        return getattr(self, name)  # type: ignore[no-any-return]
+        dataset: Dataset[Any] = getattr(self, name)
+        return dataset
 
 
 @dataclass(frozen=True)

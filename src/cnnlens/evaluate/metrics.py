@@ -45,7 +45,7 @@ def classification_metrics(
     cm = confusion_matrix(labels, pred, labels=classes)
     with np.errstate(invalid="ignore", divide="ignore"):
         cm_norm = cm / cm.sum(axis=1, keepdims=True)
-    p, r, f, s = precision_recall_fscore_support(labels, pred, labels=classes, zero_division=0)
+    p, r, f, _s = precision_recall_fscore_support(labels, pred, labels=classes, zero_division=0)
     averages = {}
     for avg in ("macro", "weighted"):
         ap, ar, af, _ = precision_recall_fscore_support(
@@ -73,9 +73,9 @@ def classification_metrics(
                 "roc_auc": auc,
             }
         )
-    aucs = [pc["roc_auc"] for pc in per_class if pc["roc_auc"] is not None]
+    aucs = [float(pc["roc_auc"]) for pc in per_class if pc["roc_auc"] is not None]  # type: ignore[arg-type]
     return {
-        "n": int(len(labels)),
+        "n": len(labels),
         "correct": int((pred == labels).sum()),
         "accuracy": float(accuracy_score(labels, pred)),
         "per_class": per_class,

@@ -22,7 +22,8 @@ class ConvReLU(nn.Sequential):
         self.add_module("conv", conv)
         self.add_module("relu", nn.ReLU())
         glorot_uniform_(conv.weight)
-        nn.init.zeros_(conv.bias)
+        if conv.bias is not None:
+            nn.init.zeros_(conv.bias)
 
 
 def glorot_uniform_(weight: torch.Tensor) -> None:

@@ -34,7 +34,9 @@ def versions() -> dict[str, str]:
     }
 
 
-def save_checkpoint(directory: str | Path, name: str, model: nn.Module, meta: dict[str, Any]) -> Path:
+def save_checkpoint(
+    directory: str | Path, name: str, model: nn.Module, meta: dict[str, Any]
+) -> Path:
     """Write ``<name>.safetensors`` then ``<name>.json``; ``meta`` must hold ``model``."""
     if "model" not in meta:
         raise ValueError("checkpoint meta must name the model ('model' key)")
@@ -75,7 +77,9 @@ def load_checkpoint(
         model.load_state_dict(state)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0]
-        raise CnnlensError(f"{path}: weights do not fit model {meta['model']!r} ({first})") from None
+        raise CnnlensError(
+            f"{path}: weights do not fit model {meta['model']!r} ({first})"
+        ) from None
     return model.to(device), meta
 
 
@@ -92,7 +96,7 @@ def load_train_state(path: str | Path) -> dict[str, Any]:
         state = torch.load(p, map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise CnnlensError(f"{p}: training state not found, cannot resume") from None
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for a corrupt file
+    except Exception as exc:
         raise CnnlensError(f"{p}: corrupt training state ({type(exc).__name__})") from None
     if not isinstance(state, dict):
         raise CnnlensError(f"{p}: not a cnnlens training state")

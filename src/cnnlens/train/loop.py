@@ -48,7 +48,8 @@ class TrainCallback:
 
 def kernel_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
     """Split parameters into kernels (weights of rank >= 2, L2-regularised) and the rest."""
-    kernels, others = [], []
+    kernels: list[nn.Parameter] = []
+    others: list[nn.Parameter] = []
     for p in model.parameters():
         if p.requires_grad:
             (kernels if p.dim() >= 2 else others).append(p)
