@@ -18,7 +18,7 @@ def build_hmt_vgg7(*, in_channels: int = 3, num_classes: int = 8) -> nn.Sequenti
     """
     dense = nn.Linear(64, num_classes)
     with torch.no_grad():
-        dense.weight.normal_(0.0, 0.05)  # Keras RandomNormal default stddev
+        dense.weight.normal_(0.0, 0.5)  # the study's Keras config: RandomNormal(stddev=0.5)
         dense.bias.zero_()
     return nn.Sequential(
         OrderedDict(

@@ -1,0 +1,119 @@
+"""The study's train-time augmentation (Keras ``ImageDataGenerator``), seeded and batched.
+
+The study ran ``ImageDataGenerator(shear_range=0.1, rotation_range=15, horizontal_flip=True,
+vertical_flip=True)`` under Keras 2.4, whose ``keras_preprocessing`` draws
+``shear ~ U(-0.1, 0.1)`` and converts it with ``np.deg2rad``: the shear angle is in
+**degrees** (Keras 2.0 and early keras_preprocessing took radians; the study's version did
+not). Rotation is ``U(-15, 15)`` degrees; each flip has probability 1/2 and is applied after
+the affine map; pixels from outside the image repeat the edge (Keras ``fill_mode='nearest'``)
+and sampling is bilinear (Keras ``order=1``). Matrices follow ``apply_affine_transform``:
+``M = R(theta) @ S(shear)`` on (row, col) coordinates about the image centre.
+
+Random parameters come from ``(seed, epoch, index)`` alone, so any sample of any epoch can be
+regenerated: a resumed run or a different DataLoader worker count sees the same images.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cnnlens.errors import CnnlensError
+
+
+@dataclass(frozen=True)
+class AugmentConfig:
+    """Ranges of the random transform; the defaults are the study's."""
+
+    rotation_deg: float = 15.0
+    shear_deg: float = 0.1
+    hflip: bool = True
+    vflip: bool = True
+
+
+STUDY_AUGMENT = AugmentConfig()
+
+
+@dataclass(frozen=True)
+class AffineParams:
+    """One sample's draw: rotation and shear in degrees, and the two flips."""
+
+    rotation_deg: float = 0.0
+    shear_deg: float = 0.0
+    hflip: bool = False
+    vflip: bool = False
+
+
+def sample_params(cfg: AugmentConfig, seed: int, epoch: int, index: int) -> AffineParams:
+    """Draw one sample's parameters from a generator seeded by ``(seed, epoch, index)``."""
+    if min(seed, epoch, index) < 0:
+        raise CnnlensError(
+            f"augmentation seed, epoch and index must be >= 0, got {seed}, {epoch}, {index}"
+        )
+    rng = np.random.default_rng([int(seed), int(epoch), int(index)])
+    u = rng.random(4)
+    return AffineParams(
+        rotation_deg=float((2 * u[0] - 1) * cfg.rotation_deg),
+        shear_deg=float((2 * u[1] - 1) * cfg.shear_deg),
+        hflip=bool(cfg.hflip and u[2] < 0.5),
+        vflip=bool(cfg.vflip and u[3] < 0.5),
+    )
+
+
+def affine_theta(p: AffineParams, height: int, width: int) -> torch.Tensor:
+    """The ``(2, 3)`` matrix for ``affine_grid(..., align_corners=True)``.
+
+    Output pixel ``q`` (centred, (row, col)) samples input ``M @ Flip @ q`` with
+    ``M = R @ S`` as in Keras; rescaled to normalised coordinates and reordered to (x, y).
+    """
+    t, s = math.radians(p.rotation_deg), math.radians(p.shear_deg)
+    rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
+    shear = np.array([[1.0, -math.sin(s)], [0.0, math.cos(s)]])
+    flip = np.diag([-1.0 if p.vflip else 1.0, -1.0 if p.hflip else 1.0])
+    half = np.diag([max(height - 1, 1) / 2.0, max(width - 1, 1) / 2.0])
+    a = np.linalg.inv(half) @ rot @ shear @ flip @ half  # (row, col) normalised
+    theta = np.zeros((2, 3))
+    theta[0, 0], theta[0, 1] = a[1, 1], a[1, 0]  # x (col) from (x, y)
+    theta[1, 0], theta[1, 1] = a[0, 1], a[0, 0]  # y (row) from (x, y)
+    return torch.from_numpy(theta)
+
+
+def augment_batch(x: torch.Tensor, params: Sequence[AffineParams]) -> torch.Tensor:
+    """Transform a batch ``(N, C, H, W)``, one parameter set per sample, in one grid_sample.
+
+    Pure flips are done exactly with ``torch.flip``; only samples with a rotation or shear
+    are resampled.
+    """
+    if x.dim() != 4:
+        raise CnnlensError(f"augment_batch expects (N, C, H, W), got shape {tuple(x.shape)}")
+    if len(params) != x.shape[0]:
+        raise CnnlensError(
+            f"augment_batch got {len(params)} parameter sets for {x.shape[0]} images"
+        )
+    h, w = x.shape[-2:]
+    out = x.clone()
+    warp = [i for i, p in enumerate(params) if p.rotation_deg != 0 or p.shear_deg != 0]
+    for i, p in enumerate(params):
+        if i in warp:
+            continue
+        dims = [d for d, on in ((1, p.vflip), (2, p.hflip)) if on]
+        if dims:
+            out[i] = torch.flip(x[i], dims)
+    if warp:
+        theta = torch.stack([affine_theta(params[i], h, w) for i in warp]).to(x.dtype)
+        src = x[warp]
+        grid = F.affine_grid(theta.to(x.device), list(src.shape), align_corners=True)
+        out[warp] = F.grid_sample(
+            src, grid, mode="bilinear", padding_mode="border", align_corners=True
+        )
+    return out
+
+
+def augment_image(x: torch.Tensor, params: AffineParams) -> torch.Tensor:
+    """Transform one image ``(C, H, W)``."""
+    return augment_batch(x.unsqueeze(0), [params])[0]

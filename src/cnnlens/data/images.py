@@ -1,0 +1,489 @@
+"""Image-folder datasets: ``<root>/<class>/<files>`` in any raster format Pillow reads.
+
+Every tile is decoded, converted to 8-bit RGB and resized with Pillow bilinear exactly once
+(the study's preprocessing; an imported Keras model only reproduces its accuracy with it), and
+kept in a uint8 cache so later epochs never decode again. Bad input has defined behaviour:
+hidden entries and non-image files are skipped and counted, an empty class folder is an error,
+a corrupt or oversize file is an error naming it (or skipped and listed with ``skip_bad``).
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import Dataset
+
+from cnnlens.data import DataConfig, TaskData
+from cnnlens.data.augment import STUDY_AUGMENT, AugmentConfig, augment_image, sample_params
+from cnnlens.data.splits import stratified_holdout
+from cnnlens.errors import CnnlensError
+from cnnlens.fileio import atomic_path, write_json
+
+# Common raster formats; Pillow also registers odd ones (.h5, .ps, .mpeg) that are not tiles.
+_RASTER_EXTENSIONS = (
+    ".tif", ".tiff", ".png", ".webp", ".jpg", ".jpeg", ".jpe", ".jfif", ".bmp", ".dib", ".gif",
+    ".ppm", ".pgm", ".pbm", ".pnm", ".tga", ".jp2", ".j2k", ".jpx", ".qoi", ".avif", ".sgi",
+    ".pcx",
+)
+
+DEFAULT_MAX_PIXELS = 4096 * 4096
+# Bump when decoding or resizing changes, so on-disk caches of the old pixels are not reused.
+_CACHE_VERSION = 1
+
+
+def image_extensions() -> frozenset[str]:
+    """Lower-case file suffixes treated as images (common raster formats this Pillow opens)."""
+    Image.init()
+    readable = {ext for ext, fmt in Image.registered_extensions().items() if fmt in Image.OPEN}
+    return frozenset(ext for ext in _RASTER_EXTENSIONS if ext in readable)
+
+
+class BadImageError(CnnlensError):
+    """A file that cannot be used as an image tile (corrupt, truncated, oversize, odd mode)."""
+
+
+# --------------------------------------------------------------------------- scanning
+@dataclass
+class FolderScan:
+    """What a split folder holds: image files with labels, and what was skipped and why."""
+
+    root: Path
+    class_names: list[str]
+    files: list[Path]
+    labels: np.ndarray
+    skipped: list[str] = field(default_factory=list)  # relative paths of ignored entries
+
+    def counts(self) -> dict[str, int]:
+        """Number of image files per class name."""
+        return {c: int((self.labels == i).sum()) for i, c in enumerate(self.class_names)}
+
+
+def scan_split(root: str | Path, class_names: Sequence[str] | None = None) -> FolderScan:
+    """List ``<root>/<class>/<image files>`` in sorted order.
+
+    Hidden entries (``.name``), loose files beside the class folders, sub-folders inside a
+    class and files whose suffix is not an image format are skipped and listed. With
+    ``class_names`` (e.g. the training split's), the folder must hold exactly those classes.
+    """
+    root = Path(root)
+    exts = image_extensions()
+    if not root.is_dir():
+        raise CnnlensError(f"{root}: not a folder; expected {root}/<class>/<image files>")
+    skipped: list[str] = []
+    found: list[str] = []
+    for entry in sorted(root.iterdir()):
+        if entry.name.startswith(".") or not entry.is_dir():
+            skipped.append(entry.name)
+        else:
+            found.append(entry.name)
+    if class_names is None:
+        names = found
+        if not names:
+            raise CnnlensError(
+                f"{root}: no class folders; expected {root}/<class>/<image files>"
+            )
+    else:
+        names = list(class_names)
+        missing = [c for c in names if c not in found]
+        extra = [c for c in found if c not in names]
+        if missing:
+            raise CnnlensError(
+                f"{root / missing[0]}: class folder missing; expected classes: {', '.join(names)}"
+            )
+        if extra:
+            raise CnnlensError(
+                f"{root / extra[0]}: unexpected class folder; expected classes: "
+                f"{', '.join(names)}"
+            )
+    files: list[Path] = []
+    labels: list[int] = []
+    for label, name in enumerate(names):
+        folder = root / name
+        n_before = len(files)
+        for entry in sorted(folder.iterdir()):
+            rel = f"{name}/{entry.name}"
+            if entry.name.startswith(".") or not entry.is_file():
+                skipped.append(rel)
+            elif entry.suffix.lower() in exts:
+                files.append(entry)
+                labels.append(label)
+            else:
+                skipped.append(rel)
+        if len(files) == n_before:
+            raise CnnlensError(
+                f"{folder}: class folder has no image files (accepted: {', '.join(sorted(exts))})"
+            )
+    return FolderScan(root, names, files, np.asarray(labels, dtype=np.int64), skipped)
+
+
+# --------------------------------------------------------------------------- decoding
+def _to_rgb_uint8(img: Image.Image, path: Path) -> np.ndarray:
+    """Convert any supported mode to ``(H, W, 3)`` uint8 RGB, each mode by a stated rule.
+
+    RGB as is; L/1 replicated; alpha modes composited over black (transparent = absent, the
+    same zero the faithfulness masks use); 16-bit modes scaled by 1/257 (not clipped);
+    other colour spaces (CMYK, YCbCr, LAB, HSV) through Pillow's conversion.
+    """
+    mode = img.mode
+    if mode == "RGB":
+        return np.asarray(img, dtype=np.uint8)
+    if mode in ("L", "1"):
+        g = np.asarray(img.convert("L"), dtype=np.uint8)
+        return np.repeat(g[:, :, None], 3, axis=2)
+    if mode.startswith("I;16") or mode == "I":
+        a = np.asarray(img).astype(np.int64)
+        if a.size and (a.min() < 0 or a.max() > 65535):
+            raise BadImageError(
+                f"{path}: 32-bit integer pixels outside 0..65535 are not supported "
+                "(accepted: 8-bit or 16-bit grayscale/RGB, RGBA, palette)"
+            )
+        g = ((a + 128) // 257).astype(np.uint8)  # 65535 -> 255, rounded, never clipped
+        return np.repeat(g[:, :, None], 3, axis=2)
+    if mode in ("RGBA", "LA", "PA", "P", "RGBa", "La"):
+        rgba = np.asarray(img.convert("RGBA"), dtype=np.float32)
+        out = rgba[:, :, :3] * (rgba[:, :, 3:] / 255.0)
+        return np.rint(out).astype(np.uint8)
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        return np.asarray(img.convert("RGB"), dtype=np.uint8)
+    raise BadImageError(
+        f"{path}: unsupported image mode {mode!r} (accepted: RGB, RGBA, L, LA, 1, P, I;16, "
+        "I, CMYK, YCbCr, LAB, HSV)"
+    )
+
+
+def decode_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """Decode one file to ``(H, W, 3)`` uint8 RGB; any failure is a BadImageError naming it."""
+    path = Path(path)
+    try:
+        with Image.open(path) as img:
+            w, h = img.size
+            if w * h > max_pixels:
+                raise BadImageError(
+                    f"{path}: image is {w}x{h} = {w * h} pixels, over the limit of "
+                    f"{max_pixels} (accepted: tiles up to {max_pixels} pixels)"
+                )
+            img.load()  # decode now so a truncated file fails here, not later
+            return _to_rgb_uint8(img, path)
+    except BadImageError:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise BadImageError(f"{path}: refused as oversize ({exc})") from None
+    except Exception as exc:  # Pillow raises many types on corrupt files; all name the file
+        raise BadImageError(
+            f"{path}: cannot decode image ({type(exc).__name__}: {exc})"
+        ) from None
+
+
+def load_tile(path: str | Path, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
+    """The study's preprocessing up to scaling: 8-bit RGB, Pillow bilinear to ``size``."""
+    rgb = decode_image(path, max_pixels=max_pixels)
+    img = Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR)  # = BILINEAR
+    return np.asarray(img, dtype=np.uint8)
+
+
+def to_tensor(tile: np.ndarray) -> torch.Tensor:
+    """``(H, W, 3)`` uint8 -> ``(3, H, W)`` float32 in [0, 1] (x / 255, as Keras did)."""
+    chw = np.ascontiguousarray(np.asarray(tile).transpose(2, 0, 1), dtype=np.float32)
+    chw /= np.float32(255.0)  # numpy: no intra-op thread pool for a tiny op
+    return torch.from_numpy(chw)
+
+
+# --------------------------------------------------------------------------- caching
+class TileStore:
+    """Decoded, resized uint8 tiles of a file list, decoded at most once each.
+
+    Lazy by default (decode on first access); :meth:`fill` decodes everything with a thread
+    pool (Pillow releases the GIL while decoding and resizing). With ``cache_file`` a full
+    fill is saved as ``.npy`` and later memory-mapped, which also shares it across
+    DataLoader worker processes.
+    """
+
+    def __init__(self, files: Sequence[Path], size: int, *, max_pixels: int) -> None:
+        self.files = list(files)
+        self.size = size
+        self.max_pixels = max_pixels
+        self._array: np.ndarray | None = None
+        self._filled = np.zeros(len(self.files), dtype=bool)
+        self.bad: dict[int, str] = {}
+
+    def _ensure_array(self) -> np.ndarray:
+        if self._array is None:
+            self._array = np.empty((len(self.files), self.size, self.size, 3), dtype=np.uint8)
+        return self._array
+
+    def get(self, i: int) -> np.ndarray:
+        """Tile ``i``; decodes it on first use (a bad file raises BadImageError)."""
+        if i in self.bad:
+            raise BadImageError(self.bad[i])
+        arr = self._ensure_array()
+        if not self._filled[i]:
+            arr[i] = load_tile(self.files[i], self.size, max_pixels=self.max_pixels)
+            self._filled[i] = True
+        return arr[i]
+
+    @property
+    def complete(self) -> bool:
+        return int(self._filled.sum()) + len(self.bad) == len(self.files)
+
+    def fill(self, num_threads: int | None = None) -> dict[int, str]:
+        """Decode every tile not yet decoded; return ``{index: error message}`` of bad files."""
+        arr = self._ensure_array()
+        todo = [i for i in range(len(self.files)) if not self._filled[i] and i not in self.bad]
+
+        def work(i: int) -> tuple[int, str | None]:
+            try:
+                arr[i] = load_tile(self.files[i], self.size, max_pixels=self.max_pixels)
+            except BadImageError as exc:
+                return i, str(exc)
+            return i, None
+
+        threads = num_threads or min(8, os.cpu_count() or 1)
+        if threads <= 1 or len(todo) < 2:
+            results = [work(i) for i in todo]
+        else:
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                results = list(pool.map(work, todo, chunksize=16))
+        for i, err in results:
+            if err is None:
+                self._filled[i] = True
+            else:
+                self.bad[i] = err
+        return dict(self.bad)
+
+    # -- on-disk cache -----------------------------------------------------------
+    def cache_key(self) -> str:
+        """Hash of everything the pixels depend on: files (path, size, mtime), size, version."""
+        h = hashlib.sha256(f"v{_CACHE_VERSION}:{self.size}:{self.max_pixels}".encode())
+        for p in self.files:
+            st = p.stat()
+            h.update(f"\n{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
+        return h.hexdigest()[:24]
+
+    def load_cache(self, cache_dir: Path) -> bool:
+        """Memory-map a matching cache; return False (and change nothing) when there is none."""
+        key = self.cache_key()
+        npy, meta = cache_dir / f"tiles_{key}.npy", cache_dir / f"tiles_{key}.json"
+        if not (npy.exists() and meta.exists()):
+            return False
+        try:
+            info = json.loads(meta.read_text())
+            arr = np.load(npy, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError):
+            return False  # a corrupt cache is rebuilt and replaced atomically
+        if arr.shape != (len(self.files), self.size, self.size, 3) or arr.dtype != np.uint8:
+            return False
+        self._array = arr
+        self.bad = {int(k): str(v) for k, v in info.get("bad", {}).items()}
+        self._filled[:] = True
+        for i in self.bad:
+            self._filled[i] = False
+        return True
+
+    def save_cache(self, cache_dir: Path) -> None:
+        """Write the fully decoded tiles (npy first, then the JSON that validates it)."""
+        if self._array is None or not self.complete:
+            raise RuntimeError("save_cache needs a complete fill()")
+        key = self.cache_key()
+        arr = self._array
+        try:
+            with atomic_path(cache_dir / f"tiles_{key}.npy") as tmp, open(tmp, "wb") as fh:
+                np.save(fh, arr, allow_pickle=False)
+            write_json(
+                cache_dir / f"tiles_{key}.json",
+                {"files": len(self.files), "size": self.size,
+                 "bad": {str(k): v for k, v in self.bad.items()}},
+            )
+        except OSError as exc:
+            raise CnnlensError(f"{cache_dir}: cannot write the image cache ({exc})") from None
+
+
+# --------------------------------------------------------------------------- dataset
+class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
+    """``<root>/<class>/<files>`` as ``(x (3, size, size) float32 in [0, 1], label)`` pairs.
+
+    ``augment`` turns on the seeded train-time augmentation; its random parameters derive
+    from ``(seed, epoch, file index)`` so a resumed run sees the same images: call
+    :meth:`set_epoch` once per epoch. :meth:`subset` gives views that share the decoded tiles
+    (e.g. train and validation carved from one folder, only train augmented).
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        *,
+        size: int = 224,
+        class_names: Sequence[str] | None = None,
+        skip_bad: bool = False,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        augment: AugmentConfig | None = None,
+        seed: int = 0,
+        cache_dir: str | Path | None = None,
+        preload: bool = False,
+        num_threads: int | None = None,
+    ) -> None:
+        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 4096:
+            raise CnnlensError(f"image_size must be an integer in 1..4096, got {size!r}")
+        self.scan = scan_split(root, class_names)
+        self.root = self.scan.root
+        self.class_names = list(self.scan.class_names)
+        self.size = size
+        self.skip_bad = skip_bad
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        self._store = TileStore(self.scan.files, size, max_pixels=max_pixels)
+        cache = Path(cache_dir) / "images" if cache_dir is not None else None
+        if cache is not None and self._store.load_cache(cache):
+            pass
+        elif skip_bad or preload or cache is not None:
+            self._store.fill(num_threads)
+            if cache is not None:
+                self._store.save_cache(cache)
+        bad = self._store.bad
+        if bad and not skip_bad:
+            first = bad[min(bad)]
+            more = f" (and {len(bad) - 1} more bad files)" if len(bad) > 1 else ""
+            raise BadImageError(f"{first}{more}; pass --skip-bad to skip unreadable files")
+        self._indices = np.asarray(
+            [i for i in range(len(self.scan.files)) if i not in bad], dtype=np.int64
+        )
+
+    # -- views ---------------------------------------------------------------------
+    def subset(
+        self, indices: Sequence[int] | np.ndarray, *, augment: AugmentConfig | None = None
+    ) -> ImageFolderDataset:
+        """A view of positions ``indices`` of this dataset sharing its decoded tiles."""
+        view = copy.copy(self)
+        view._indices = self._indices[np.asarray(indices, dtype=np.int64)]
+        view.augment = augment
+        view.epoch = 0
+        return view
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation draw of ``epoch`` (call it at the start of every epoch)."""
+        if epoch < 0:
+            raise CnnlensError(f"epoch must be >= 0, got {epoch}")
+        self.epoch = int(epoch)
+
+    def preload(self, num_threads: int | None = None) -> None:
+        """Decode every tile now (before forking DataLoader workers, so they share it)."""
+        bad = self._store.fill(num_threads)
+        hit = [i for i in self._indices.tolist() if i in bad]
+        if hit:
+            raise BadImageError(f"{bad[hit[0]]}; pass --skip-bad to skip unreadable files")
+
+    # -- data ------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return len(self._indices)
+
+    def __getitem__(self, k: int) -> tuple[torch.Tensor, int]:
+        i = int(self._indices[k])
+        x = to_tensor(self._store.get(i))
+        if self.augment is not None:
+            x = augment_image(x, sample_params(self.augment, self.seed, self.epoch, i))
+        return x, int(self.scan.labels[i])
+
+    @property
+    def targets(self) -> np.ndarray:
+        """Labels of this view, in order."""
+        return self.scan.labels[self._indices]
+
+    @property
+    def files(self) -> list[Path]:
+        """Files of this view, in order."""
+        return [self.scan.files[i] for i in self._indices.tolist()]
+
+    @property
+    def skipped_bad(self) -> list[dict[str, str]]:
+        """Files dropped with ``skip_bad``: path and the reason."""
+        bad = self._store.bad
+        return [{"path": str(self.scan.files[i]), "error": bad[i]} for i in sorted(bad)]
+
+    def info(self) -> dict[str, Any]:
+        """Counts for a data summary: files per class, skipped entries, skipped bad files."""
+        labels = self.targets
+        return {
+            "root": str(self.root),
+            "files_per_class": {
+                c: int((labels == j).sum()) for j, c in enumerate(self.class_names)
+            },
+            "skipped_non_image": len(self.scan.skipped),
+            "skipped_non_image_paths": self.scan.skipped[:50],
+            "skipped": self.skipped_bad,
+        }
+
+
+# --------------------------------------------------------------------------- task
+def load_image_folder_task(
+    cfg: DataConfig, *, train_folder: str = "train", test_folder: str = "test", hint: str = ""
+) -> TaskData:
+    """A task from ``<data_dir>/<train_folder>/<class>/`` and ``<data_dir>/<test_folder>/<class>/``.
+
+    Class names are the sorted class folders of the train folder (the test folder must have
+    the same). ``val`` is a stratified holdout of train (``cfg.val_fraction``, never
+    augmented); ``train`` gets the study's augmentation when ``cfg.augment``. Tiles decode
+    lazily and are cached in memory; with ``cfg.skip_bad`` or ``cfg.cache_dir`` everything is
+    decoded up front (and with ``cache_dir`` saved for the next run).
+    """
+    if cfg.data_dir is None:
+        raise CnnlensError(
+            f"task {cfg.task} needs --data-dir DIR holding {train_folder}/ and {test_folder}/"
+        )
+    root = Path(cfg.data_dir)
+    for name in (train_folder, test_folder):
+        if not (root / name).is_dir():
+            extra = f" ({hint})" if hint else ""
+            raise CnnlensError(
+                f"{root / name}: folder not found; --data-dir must hold {train_folder}/<class>/ "
+                f"and {test_folder}/<class>/{extra}"
+            )
+    train_all = ImageFolderDataset(
+        root / train_folder, size=cfg.image_size, skip_bad=cfg.skip_bad, cache_dir=cfg.cache_dir
+    )
+    test = ImageFolderDataset(
+        root / test_folder,
+        size=cfg.image_size,
+        class_names=train_all.class_names,
+        skip_bad=cfg.skip_bad,
+        cache_dir=cfg.cache_dir,
+    )
+    keep, hold = stratified_holdout(train_all.targets, cfg.val_fraction, cfg.seed)
+    augment = STUDY_AUGMENT if cfg.augment else None
+    train = train_all.subset(keep, augment=augment)
+    train.seed = cfg.seed
+    val = train_all.subset(hold)
+    train_info, test_info = train_all.info(), test.info()
+    info = {
+        "source": str(root),
+        "image_size": cfg.image_size,
+        "augment": dict(augment.__dict__) if augment else None,
+        "files_per_class": {
+            "train": train_info["files_per_class"],
+            "test": test_info["files_per_class"],
+        },
+        "split_sizes": {"train": len(train), "val": len(val), "test": len(test)},
+        "skipped_non_image": {
+            "train": train_info["skipped_non_image"],
+            "test": test_info["skipped_non_image"],
+        },
+        "skipped": train_info["skipped"] + test_info["skipped"],
+    }
+    return TaskData(
+        class_names=list(train_all.class_names),
+        train=train,
+        val=val,
+        test=test,
+        kind="image",
+        info=info,
+    )

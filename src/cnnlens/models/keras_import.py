@@ -1,0 +1,525 @@
+"""Import a trained Keras 2 HDF5 ``Sequential`` model into the matching cnnlens model.
+
+The study's models were trained in Keras; importing them (rather than retraining) lets every
+later stage reproduce the study's numbers. The file is read with h5py only (no TensorFlow):
+the ``model_config`` JSON gives the architecture, ``model_weights/<layer>`` the arrays. The
+architecture is checked layer by layer against a registry model, so a file that does not
+fit fails with a message naming the layer instead of loading silently wrong weights.
+
+Layout conversions (Keras is channels-last):
+
+* Conv kernels ``(k, in, out)`` / ``(kh, kw, in, out)`` become ``(out, in, k[, kw])``.
+* A Dense after Flatten sees features in ``(*spatial, C)`` order; torch flattens ``(C,
+  *spatial)``, so the kernel rows are permuted.
+* Keras ``same`` padding with stride 1 pads ``(k - 1) // 2`` before and the rest after,
+  exactly as torch ``padding="same"`` does (for odd and even kernels).
+* A final softmax is dropped: cnnlens models output logits (argmax is unchanged); the
+  dropped activation is recorded in the returned info.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.modules.conv import _ConvNd
+
+from cnnlens.errors import CnnlensError
+from cnnlens.models import get_model_spec
+from cnnlens.models.layers import ConvReLU
+
+SUPPORTED_LAYERS = (
+    "InputLayer",
+    "Conv1D",
+    "Conv2D",
+    "MaxPooling1D",
+    "MaxPooling2D",
+    "GlobalAveragePooling1D",
+    "GlobalAveragePooling2D",
+    "Flatten",
+    "Dense",
+    "Activation",
+    "ReLU",
+    "Softmax",
+)
+_ACTIVATION_LAYERS = ("Activation", "ReLU", "Softmax")
+
+
+@dataclass
+class KerasLayer:
+    """One weight-carrying or shape-changing Keras layer, activation layers folded in."""
+
+    name: str
+    class_name: str
+    config: dict[str, Any]
+    activation: str = "linear"
+    weights: dict[str, np.ndarray] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        return f"layer {self.name!r} ({self.class_name})"
+
+
+@dataclass
+class KerasFile:
+    """What an HDF5 file holds: the ordered layers, the input shape and provenance."""
+
+    layers: list[KerasLayer]
+    input_shape: tuple[int | None, ...] | None  # channels-last, without the batch axis
+    keras_version: str
+    backend: str
+
+
+# -- reading -------------------------------------------------------------------------------
+def read_keras_h5(path: str | Path) -> KerasFile:
+    """Read the architecture and weights of a Keras 2 HDF5 model file (no TensorFlow)."""
+    import h5py
+
+    p = Path(path)
+    if not p.is_file():
+        raise CnnlensError(f"{p}: file not found (expected a Keras .h5 model file)")
+    try:
+        with h5py.File(p, "r") as f:
+            raw = f.attrs.get("model_config")
+            if raw is None:
+                raise CnnlensError(
+                    f"{p}: no 'model_config' attribute; save the model with model.save(...h5), "
+                    "not model.save_weights()"
+                )
+            config = _parse_config(p, raw)
+            keras_version = _text(f.attrs.get("keras_version", "unknown"))
+            backend = _text(f.attrs.get("backend", "unknown"))
+            weights_root = f.get("model_weights", f)
+            layers, input_shape = _parse_layers(p, config)
+            for layer in layers:
+                layer.weights = _read_weights(p, weights_root, layer)
+    except OSError as exc:
+        raise CnnlensError(f"{p}: not a readable Keras HDF5 file ({exc})") from None
+    return KerasFile(layers, input_shape, keras_version, backend)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def _parse_config(path: Path, raw: Any) -> dict[str, Any]:
+    try:
+        config = json.loads(_text(raw))
+    except json.JSONDecodeError as exc:
+        raise CnnlensError(f"{path}: model_config is not valid JSON ({exc})") from None
+    if not isinstance(config, dict) or config.get("class_name") != "Sequential":
+        kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
+        raise CnnlensError(
+            f"{path}: model is {kind!r}; only Keras Sequential models can be imported"
+        )
+    return config
+
+
+def _parse_layers(
+    path: Path, config: dict[str, Any]
+) -> tuple[list[KerasLayer], tuple[int | None, ...] | None]:
+    """Ordered layers with standalone activation layers folded into the layer before."""
+    inner = config.get("config")
+    raw_layers = inner.get("layers") if isinstance(inner, dict) else inner  # Keras <2.2: list
+    if not isinstance(raw_layers, list):
+        raise CnnlensError(f"{path}: model_config has no layer list")
+    layers: list[KerasLayer] = []
+    input_shape: tuple[int | None, ...] | None = None
+    for entry in raw_layers:
+        cls = str(entry.get("class_name"))
+        cfg = entry.get("config", {})
+        name = str(cfg.get("name", "?"))
+        if cls not in SUPPORTED_LAYERS:
+            raise CnnlensError(
+                f"{path}: layer {name!r} ({cls}) is not supported; supported: "
+                + ", ".join(c for c in SUPPORTED_LAYERS if c not in _ACTIVATION_LAYERS)
+                + " (with ReLU/softmax activations)"
+            )
+        if input_shape is None and cfg.get("batch_input_shape"):
+            input_shape = tuple(cfg["batch_input_shape"][1:])
+        if cls == "InputLayer":
+            continue
+        if cls in _ACTIVATION_LAYERS:
+            _fold_activation(path, layers, name, cls, cfg)
+            continue
+        if cfg.get("data_format", "channels_last") != "channels_last":
+            raise CnnlensError(
+                f"{path}: layer {name!r} ({cls}) uses data_format "
+                f"{cfg['data_format']!r}; accepted: 'channels_last'"
+            )
+        act = _activation_name(path, name, cls, cfg.get("activation", "linear"))
+        layers.append(KerasLayer(name, cls, cfg, act))
+    return layers, input_shape
+
+
+def _activation_name(path: Path, name: str, cls: str, act: Any) -> str:
+    if isinstance(act, dict):  # newer Keras serialises activations as objects
+        act = act.get("config", {}).get("name", act.get("class_name"))
+    act = str(act).lower()
+    if act not in ("linear", "relu", "softmax"):
+        raise CnnlensError(
+            f"{path}: layer {name!r} ({cls}) has activation {act!r}; "
+            "accepted: 'relu', 'softmax', 'linear'"
+        )
+    return act
+
+
+def _fold_activation(
+    path: Path, layers: list[KerasLayer], name: str, cls: str, cfg: dict[str, Any]
+) -> None:
+    """Attach a standalone activation layer to the layer it follows, as Keras fuses it."""
+    if cls == "ReLU":
+        if cfg.get("max_value") is not None or cfg.get("negative_slope", 0) or cfg.get(
+            "threshold", 0
+        ):
+            raise CnnlensError(
+                f"{path}: layer {name!r} (ReLU) has max_value/negative_slope/threshold set; "
+                "only a plain ReLU is supported"
+            )
+        act = "relu"
+    elif cls == "Softmax":
+        act = "softmax"
+    else:
+        act = _activation_name(path, name, cls, cfg.get("activation", "linear"))
+    if act == "linear":
+        return
+    prev = layers[-1] if layers else None
+    if prev is None or prev.class_name not in ("Conv1D", "Conv2D", "Dense") or (
+        prev.activation != "linear"
+    ):
+        raise CnnlensError(
+            f"{path}: layer {name!r} ({cls}) must directly follow a Conv or Dense layer "
+            "that has no activation of its own"
+        )
+    prev.activation = act
+
+
+def _read_weights(path: Path, root: Any, layer: KerasLayer) -> dict[str, np.ndarray]:
+    """The layer's arrays keyed ``kernel`` / ``bias``, located via ``weight_names``."""
+    if layer.class_name not in ("Conv1D", "Conv2D", "Dense"):
+        return {}
+    if layer.name not in root:
+        raise CnnlensError(f"{path}: no weights stored for {layer.label}")
+    group = root[layer.name]
+    out: dict[str, np.ndarray] = {}
+    for wname in group.attrs.get("weight_names", []):
+        key = _text(wname).rsplit("/", 1)[-1].split(":")[0]
+        try:
+            out[key] = np.asarray(group[_text(wname)], dtype=np.float32)
+        except KeyError:
+            raise CnnlensError(
+                f"{path}: weight {_text(wname)!r} of {layer.label} is missing"
+            ) from None
+    if "kernel" not in out:
+        raise CnnlensError(f"{path}: {layer.label} has no kernel weights")
+    return out
+
+
+# -- matching and conversion -----------------------------------------------------------------
+def load_keras_h5(path: str | Path, *, model_name: str) -> tuple[nn.Module, dict[str, Any]]:
+    """Build registry model ``model_name`` holding the weights of a Keras HDF5 file.
+
+    Returns the model (eval mode, outputs logits) and an info dict describing the source
+    (Keras version, layers, the dropped final activation). Raises :class:`CnnlensError`
+    naming the layer when the file does not fit the model.
+    """
+    p = Path(path)
+    spec = get_model_spec(model_name)
+    keras = read_keras_h5(p)
+    with torch.random.fork_rng(devices=[]):  # init is overwritten: spare the caller's RNG
+        model = spec.build()
+    children = list(model.named_children())
+    names = [layer.name for layer in keras.layers]
+    if len(keras.layers) != len(children):
+        raise CnnlensError(
+            f"{p}: has {len(keras.layers)} layers ({', '.join(names)}) but {model_name} has "
+            f"{len(children)} ({', '.join(n for n, _ in children)})"
+        )
+    shape = _check_input_shape(p, keras.input_shape, spec.input_shape, model_name)
+    pre_flatten: tuple[int, ...] | None = None
+    state: dict[str, torch.Tensor] = {}
+    for i, (layer, (tname, module)) in enumerate(zip(keras.layers, children, strict=True)):
+        expected = _expected_keras_class(module)
+        if layer.name != tname or layer.class_name != expected:
+            raise CnnlensError(
+                f"{p}: layer {i} is {layer.name!r} ({layer.class_name}) but {model_name} "
+                f"expects {tname!r} ({expected}) there"
+            )
+        last = i == len(children) - 1
+        before = shape
+        shape = _convert(p, layer, tname, module, shape, state, last=last,
+                         model_name=model_name, pre_flatten=pre_flatten)
+        pre_flatten = before if isinstance(module, nn.Flatten) else None
+    model.load_state_dict(state)
+    model.eval()
+    final = keras.layers[-1].activation
+    info = {
+        "format": "keras-hdf5",
+        "keras_version": keras.keras_version,
+        "backend": keras.backend,
+        "model": model_name,
+        "layers": [f"{layer.name} ({layer.class_name})" for layer in keras.layers],
+        "input_shape_keras": list(keras.input_shape) if keras.input_shape else None,
+        "final_activation": final,
+        "dropped_activation": final if final == "softmax" else None,
+        "output": "logits",
+    }
+    return model, info
+
+
+def _check_input_shape(
+    path: Path,
+    keras_shape: tuple[int | None, ...] | None,
+    expected: tuple[int, ...],
+    model_name: str,
+) -> tuple[int, ...]:
+    """Compare the channels-last Keras input shape with the model's ``(C, *spatial)``."""
+    if not keras_shape:
+        return expected
+    as_torch = (keras_shape[-1], *keras_shape[:-1])
+    ok = len(as_torch) == len(expected) and all(
+        k is None or k == e for k, e in zip(as_torch, expected, strict=False)
+    )
+    if not ok:
+        raise CnnlensError(
+            f"{path}: input shape {list(keras_shape)} (channels last) does not fit {model_name}, "
+            f"which takes {[*expected[1:], expected[0]]}"
+        )
+    return expected
+
+
+def _expected_keras_class(module: nn.Module) -> str:
+    if isinstance(module, ConvReLU):
+        return f"Conv{_conv_of(module).weight.dim() - 2}D"
+    if isinstance(module, nn.MaxPool1d | nn.MaxPool2d):
+        return f"MaxPooling{1 if isinstance(module, nn.MaxPool1d) else 2}D"
+    if isinstance(module, nn.Sequential) and isinstance(
+        module[0], nn.AdaptiveAvgPool1d | nn.AdaptiveAvgPool2d
+    ):
+        return f"GlobalAveragePooling{1 if isinstance(module[0], nn.AdaptiveAvgPool1d) else 2}D"
+    if isinstance(module, nn.Flatten):
+        return "Flatten"
+    if isinstance(module, nn.Linear):
+        return "Dense"
+    return type(module).__name__  # no Keras counterpart: any Keras layer mismatches
+
+
+def _conv_of(block: ConvReLU) -> _ConvNd:
+    conv = block.conv
+    if not isinstance(conv, _ConvNd):  # pragma: no cover - ConvReLU always holds a conv
+        raise TypeError(f"ConvReLU without a conv: {conv!r}")
+    return conv
+
+
+def _ints(value: Any, dims: int) -> tuple[int, ...]:
+    return tuple(value) if isinstance(value, list | tuple) else (int(value),) * dims
+
+
+def _require(path: Path, layer: KerasLayer, what: str, got: Any, want: Any) -> None:
+    if got != want:
+        raise CnnlensError(f"{path}: {layer.label} has {what} {got!r}; accepted: {want!r}")
+
+
+def _convert(
+    path: Path,
+    layer: KerasLayer,
+    tname: str,
+    module: nn.Module,
+    shape: tuple[int, ...],
+    state: dict[str, torch.Tensor],
+    *,
+    last: bool,
+    model_name: str,
+    pre_flatten: tuple[int, ...] | None,
+) -> tuple[int, ...]:
+    """Check one layer against its torch counterpart, add its weights; return the new shape."""
+    cfg = layer.config
+    if isinstance(module, ConvReLU):
+        conv = _conv_of(module)
+        dims = conv.weight.dim() - 2
+        _require(path, layer, "padding", cfg.get("padding"), "same")
+        _require(path, layer, "strides", _ints(cfg.get("strides", 1), dims), (1,) * dims)
+        _require(path, layer, "dilation_rate", _ints(cfg.get("dilation_rate", 1), dims),
+                 (1,) * dims)
+        _require(path, layer, "groups", cfg.get("groups", 1), 1)
+        _require(path, layer, "activation", layer.activation, "relu")
+        _require(path, layer, "kernel_size", _ints(cfg.get("kernel_size"), dims),
+                 tuple(conv.kernel_size))
+        _require(path, layer, "filters", cfg.get("filters"), conv.out_channels)
+        kernel = layer.weights["kernel"]
+        perm = (dims + 1, dims, *range(dims))  # (*k, in, out) -> (out, in, *k)
+        weight = torch.from_numpy(np.ascontiguousarray(kernel.transpose(perm)))
+        _check_shape(path, layer, "kernel", weight, conv.weight)
+        state[f"{tname}.conv.weight"] = weight
+        state[f"{tname}.conv.bias"] = _bias(path, layer, conv.out_channels)
+        return (conv.out_channels, *shape[1:])
+    if isinstance(module, nn.MaxPool1d | nn.MaxPool2d):
+        dims = 1 if isinstance(module, nn.MaxPool1d) else 2
+        pool = _ints(module.kernel_size, dims)
+        stride = _ints(module.stride, dims)
+        _require(path, layer, "padding", cfg.get("padding", "valid"), "valid")
+        _require(path, layer, "pool_size", _ints(cfg.get("pool_size", 2), dims), pool)
+        _require(path, layer, "strides", _ints(cfg.get("strides") or pool, dims), stride)
+        spatial = tuple((s - k) // st + 1 for s, k, st in zip(shape[1:], pool, stride, strict=True))
+        return (shape[0], *spatial)
+    if layer.class_name.startswith("GlobalAveragePooling"):
+        _require(path, layer, "keepdims", bool(cfg.get("keepdims", False)), False)
+        return (shape[0],)
+    if isinstance(module, nn.Flatten):
+        return (math.prod(shape),)
+    if isinstance(module, nn.Linear):
+        act = layer.activation
+        if act == "relu" or (act == "softmax" and not last):
+            raise CnnlensError(
+                f"{path}: {layer.label} has activation {act!r}; {model_name} accepts "
+                "'linear' here" + ("" if not last else " or 'softmax' (dropped: logits)")
+            )
+        _require(path, layer, "units", cfg.get("units"), module.out_features)
+        kernel = layer.weights["kernel"]
+        if kernel.shape != (module.in_features, module.out_features):
+            raise CnnlensError(
+                f"{path}: {layer.label} kernel has shape {list(kernel.shape)}; {model_name} "
+                f"expects {[module.in_features, module.out_features]}"
+            )
+        state[f"{tname}.weight"] = torch.from_numpy(
+            np.ascontiguousarray(_channels_first_rows(kernel, pre_flatten).T)
+        )
+        state[f"{tname}.bias"] = _bias(path, layer, module.out_features)
+        return (module.out_features,)
+    raise CnnlensError(f"{path}: {layer.label} has no cnnlens counterpart")  # pragma: no cover
+
+
+def _channels_first_rows(kernel: np.ndarray, pre_flatten: tuple[int, ...] | None) -> np.ndarray:
+    """Reorder Dense rows from Keras' ``(*spatial, C)`` flatten order to torch's ``(C, *S)``.
+
+    ``pre_flatten`` is the torch-order shape that a preceding Flatten flattened, or None
+    when the Dense does not follow a Flatten (then the rows are already in order).
+    """
+    if pre_flatten is None or len(pre_flatten) < 2:
+        return kernel
+    channels, spatial = pre_flatten[0], pre_flatten[1:]
+    rows = kernel.reshape(*spatial, channels, kernel.shape[-1])
+    return np.moveaxis(rows, -2, 0).reshape(kernel.shape)
+
+
+def _bias(path: Path, layer: KerasLayer, n: int) -> torch.Tensor:
+    if not layer.config.get("use_bias", True):
+        return torch.zeros(n)
+    if "bias" not in layer.weights:
+        raise CnnlensError(f"{path}: {layer.label} has use_bias=True but no bias weights")
+    bias = torch.from_numpy(layer.weights["bias"].copy())
+    if bias.shape != (n,):
+        raise CnnlensError(
+            f"{path}: {layer.label} bias has shape {list(bias.shape)}; expected [{n}]"
+        )
+    return bias
+
+
+def _check_shape(
+    path: Path, layer: KerasLayer, what: str, got: torch.Tensor, want: torch.Tensor
+) -> None:
+    if got.shape != want.shape:
+        raise CnnlensError(
+            f"{path}: {layer.label} {what} has shape {list(got.shape)} in torch layout; "
+            f"expected {list(want.shape)}"
+        )
+
+
+# -- run folder --------------------------------------------------------------------------------
+def import_keras(
+    path: str | Path, *, task: str, out_dir: str | Path, overwrite: bool = False
+) -> Path:
+    """Import a Keras HDF5 model as a normal run folder that every later command can use.
+
+    The folder is assembled under a temporary name beside ``out_dir`` and renamed into
+    place, so a failed import leaves nothing that looks like a complete run.
+    """
+    from cnnlens.data import DataConfig, get_task
+    from cnnlens.rundir import RunDir
+    from cnnlens.train.checkpoint import save_checkpoint
+
+    src = Path(path)
+    out = Path(out_dir)
+    spec = get_task(task)
+    if out.exists() and not out.is_dir():
+        raise CnnlensError(f"{out}: exists and is not a folder; choose another --out")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        raise CnnlensError(f"{out}: folder exists and is not empty; pass --overwrite to replace it")
+    model, info = load_keras_h5(src, model_name=spec.model)
+    data = asdict(DataConfig(task=task))
+    del data["task"]
+    source = {"keras_file": str(src.resolve()), "sha256": _sha256(src), **info}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a run folder should not be
+    try:
+        run = RunDir(tmp)
+        run.write_config(
+            {"task": task, "model": spec.model, "data": data, "source": source, "recipe": None}
+        )
+        save_checkpoint(
+            run.checkpoints,
+            "model",
+            model,
+            {
+                "model": spec.model,
+                "class_names": task_class_names(task),
+                "epoch": None,
+                "imported_from": source,
+            },
+        )
+        _move_into_place(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+    return out
+
+
+def task_class_names(task: str) -> list[str]:
+    """Class names of a task without loading its data (the Keras file does not store them)."""
+    if task == "mnist1d":
+        from cnnlens.data.mnist1d import CLASS_NAMES
+
+        return list(CLASS_NAMES)
+    if task == "hmt":
+        from cnnlens.data.hmt import HMT_CLASSES
+
+        return list(HMT_CLASSES)
+    raise CnnlensError(f"task {task!r} has no known class names; valid: hmt, mnist1d")
+
+
+def _move_into_place(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first, then deleted."""
+    old: Path | None = None
+    if out.exists():
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
+        os.replace(out, old / out.name)
+    try:
+        os.replace(tmp, out)
+    except OSError:
+        if old is not None:  # put the previous run back
+            os.replace(old / out.name, out)
+            shutil.rmtree(old)
+        raise
+    if old is not None:
+        shutil.rmtree(old)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,107 @@
+"""Augmentation: Keras ImageDataGenerator semantics, flips, seeding, batching."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import ndimage
+
+from cnnlens.data.augment import (
+    STUDY_AUGMENT,
+    AffineParams,
+    AugmentConfig,
+    augment_batch,
+    augment_image,
+    sample_params,
+)
+from cnnlens.errors import CnnlensError
+
+
+def _smooth(c: int = 3, h: int = 24, w: int = 20, seed: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    small = torch.rand(1, c, 6, 5, generator=g)
+    return torch.nn.functional.interpolate(small, size=(h, w), mode="bilinear")[0]
+
+
+def _keras_reference(x: np.ndarray, theta_deg: float, shear_deg: float) -> np.ndarray:
+    """keras_preprocessing 1.1's ``apply_affine_transform`` (scipy backend), channels first.
+
+    Written out from its documented algorithm: angles in degrees, ``M = R @ S`` on
+    (row, col) about the centre ``(h/2 - 0.5, w/2 - 0.5)``, ``mode='nearest'``, order 1.
+    """
+    t, s = np.deg2rad(theta_deg), np.deg2rad(shear_deg)
+    rot = np.array([[np.cos(t), -np.sin(t), 0], [np.sin(t), np.cos(t), 0], [0, 0, 1]])
+    shear = np.array([[1, -np.sin(s), 0], [0, np.cos(s), 0], [0, 0, 1]])
+    m = rot @ shear
+    h, w = x.shape[1:]
+    ox, oy = h / 2 - 0.5, w / 2 - 0.5
+    off = np.array([[1, 0, ox], [0, 1, oy], [0, 0, 1]])
+    reset = np.array([[1, 0, -ox], [0, 1, -oy], [0, 0, 1]])
+    m = off @ m @ reset
+    return np.stack([
+        ndimage.affine_transform(ch, m[:2, :2], m[:2, 2], order=1, mode="nearest", cval=0.0)
+        for ch in x
+    ])
+
+
+@pytest.mark.parametrize(("theta", "shear"), [(10.0, 0.0), (-15.0, 0.1), (7.0, 20.0)])
+def test_matches_keras_apply_affine_transform(theta: float, shear: float) -> None:
+    x = _smooth()
+    got = augment_image(x, AffineParams(rotation_deg=theta, shear_deg=shear)).numpy()
+    ref = _keras_reference(x.double().numpy(), theta, shear)
+    assert np.abs(got - ref).max() < 1e-4
+
+
+def test_shear_is_in_degrees_so_the_study_shear_is_tiny() -> None:
+    x = _smooth(h=224, w=224)
+    small = augment_image(x, AffineParams(shear_deg=0.1))
+    big = augment_image(x, AffineParams(shear_deg=math.degrees(0.1)))  # 0.1 rad
+    assert (small - x).abs().max() < 0.02 < (big - x).abs().max()
+
+
+def test_flips_are_exact_and_applied_after_the_affine() -> None:
+    x = _smooth()
+    assert torch.equal(augment_image(x, AffineParams()), x)
+    assert torch.equal(augment_image(x, AffineParams(hflip=True)), torch.flip(x, [2]))
+    assert torch.equal(augment_image(x, AffineParams(vflip=True)), torch.flip(x, [1]))
+    both = augment_image(x, AffineParams(rotation_deg=9.0, hflip=True))
+    then_flip = torch.flip(augment_image(x, AffineParams(rotation_deg=9.0)), [2])
+    assert torch.allclose(both, then_flip, atol=1e-5)
+
+
+def test_params_depend_only_on_seed_epoch_index_and_stay_in_range() -> None:
+    assert sample_params(STUDY_AUGMENT, 1, 2, 3) == sample_params(STUDY_AUGMENT, 1, 2, 3)
+    draws = [sample_params(STUDY_AUGMENT, 0, 0, i) for i in range(2000)]
+    assert draws[0] != sample_params(STUDY_AUGMENT, 0, 1, 0)
+    assert draws[0] != sample_params(STUDY_AUGMENT, 1, 0, 0)
+    rot = np.array([d.rotation_deg for d in draws])
+    shear = np.array([d.shear_deg for d in draws])
+    assert rot.min() >= -15 and rot.max() <= 15 and rot.min() < -14 and rot.max() > 14
+    assert np.abs(shear).max() <= 0.1 and np.abs(shear).max() > 0.09
+    for flag in ("hflip", "vflip"):
+        frac = np.mean([getattr(d, flag) for d in draws])
+        assert 0.45 < frac < 0.55
+    off = AugmentConfig(rotation_deg=0, shear_deg=0, hflip=False, vflip=False)
+    assert sample_params(off, 0, 0, 7) == AffineParams()
+    with pytest.raises(CnnlensError, match="must be >= 0"):
+        sample_params(STUDY_AUGMENT, -1, 0, 0)
+
+
+def test_batch_equals_per_image() -> None:
+    xs = torch.stack([_smooth(seed=i) for i in range(5)])
+    params = [sample_params(STUDY_AUGMENT, 0, 0, i) for i in range(5)]
+    params[1] = AffineParams(hflip=True)
+    batch = augment_batch(xs, params)
+    for i in range(5):
+        assert torch.allclose(batch[i], augment_image(xs[i], params[i]), atol=1e-6)
+    assert batch.min() >= 0 and batch.max() <= 1
+
+
+def test_bad_shapes_are_errors() -> None:
+    with pytest.raises(CnnlensError, match=r"\(N, C, H, W\)"):
+        augment_batch(torch.zeros(3, 4, 4), [AffineParams()])
+    with pytest.raises(CnnlensError, match="2 parameter sets for 1 images"):
+        augment_batch(torch.zeros(1, 3, 4, 4), [AffineParams(), AffineParams()])
