@@ -252,6 +252,18 @@ def test_augmentation_is_reproducible_per_seed_epoch_index(tmp_path: Path) -> No
         a.set_epoch(-1)
 
 
+def test_get_batch_equals_items_with_augmentation(tmp_path: Path) -> None:
+    root = _folder(tmp_path / "d", per_class=4)
+    ds = ImageFolderDataset(root, size=16, augment=STUDY_AUGMENT, seed=1)
+    view = ds.subset([5, 0, 3, 7], augment=STUDY_AUGMENT)
+    view.set_epoch(2)
+    xb, yb = view.get_batch(torch.tensor([3, 0, 2]))
+    for k, pos in enumerate([3, 0, 2]):
+        x, y = view[pos]
+        torch.testing.assert_close(xb[k], x, rtol=0, atol=1e-6)
+        assert int(yb[k]) == y
+
+
 def test_image_size_is_validated(tmp_path: Path) -> None:
     root = _folder(tmp_path / "d")
     with pytest.raises(CnnlensError, match="image_size"):
