@@ -1,0 +1,49 @@
+"""``cnnlens report RUN_DIR``: one self-contained HTML file with every stage's results."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import Any
+
+from cnnlens.rundir import RunDir
+
+
+def register(subparsers: Any) -> None:
+    from cnnlens.report import DEFAULT_MAX_IMAGE_PX
+
+    p: argparse.ArgumentParser = subparsers.add_parser(
+        "report",
+        help="write RUN_DIR/report.html from the run's results",
+        description="Write one self-contained HTML report (figures embedded, no network) "
+        "from whatever stages of the run are done; missing stages are listed with the "
+        "command that produces them.",
+    )
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a cnnlens run folder")
+    p.add_argument("--out", default=None, help="HTML file to write (default: RUN_DIR/report.html)")
+    p.add_argument("--max-image-px", type=int, default=DEFAULT_MAX_IMAGE_PX,
+                   help="downscale embedded figures larger than this many pixels "
+                   "(0: keep full size; default %(default)s)")
+    p.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    from cnnlens.report import build_report
+
+    path = build_report(args.run_dir, out=args.out, max_image_px=args.max_image_px)
+    print(path, flush=True)
+    return 0
+
+
+def pipeline_stage(args: argparse.Namespace) -> Callable[[RunDir], Any]:
+    """The last stage of ``cnnlens run``: always rebuilt, it is cheap and reflects every stage."""
+    from cnnlens.cli._common import info
+
+    def stage(run: RunDir) -> Any:
+        from cnnlens.report import build_report
+
+        path = build_report(run.path)
+        info(f"report: {path}")
+        return path
+
+    return stage
