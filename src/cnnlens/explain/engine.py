@@ -1,0 +1,426 @@
+"""The one engine every CAM method runs on: capture a layer's activations and gradients.
+
+A forward hook on the target layer swaps its output for a detached leaf tensor ``A``;
+``torch.autograd.grad`` then gives ``g = dy/dA`` for the whole chunk in one backward pass.
+An in-place op after the layer (``ReLU(inplace=True)``) cannot modify a leaf that requires
+grad, so autograd refuses it; the engine then re-runs that chunk with a clone of ``A`` going
+on, and keeps cloning for the rest of the call (gradient-free passes always clone).
+Parameters are frozen while this runs, so the part of the network before the layer builds
+no autograd graph at all.
+Work is split into chunks bounded by a memory budget: large activations make the allocator
+page-fault on every call, so small chunks are faster on CPU, and memory stays bounded.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from cnnlens.errors import CnnlensError, unknown_choice
+from cnnlens.explain.layers import sequential_tail
+
+SCORES = ("logit", "prob")
+PROBE_FACTOR = 16
+
+
+def target_scores(logits: Tensor, targets: Tensor, score: str) -> Tensor:
+    """Score of each row's target class: the logit, or the softmax probability."""
+    values = F.softmax(logits, dim=1) if score == "prob" else logits
+    return values.gather(1, targets.view(-1, 1).to(values.device)).view(-1)
+
+
+def check_targets(targets: object, n: int) -> Tensor | None:
+    """Turn ``targets`` (None, an int, a sequence or a tensor of ints) into a (n,) long tensor.
+
+    The class-count bound is checked later, once the model's output size is known.
+    """
+    if targets is None:
+        return None
+    if isinstance(targets, bool):
+        raise CnnlensError(f"targets must be class indices (int), got {targets!r}")
+    if isinstance(targets, int):
+        t = torch.full((n,), targets, dtype=torch.long)
+    else:
+        try:
+            t = torch.as_tensor(targets)
+        except (TypeError, ValueError, RuntimeError):
+            raise CnnlensError(
+                "targets must be None, an int or one class index per sample"
+            ) from None
+        if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+            raise CnnlensError(f"targets must be integer class indices, got dtype {t.dtype}")
+        t = t.reshape(-1).long().cpu()
+        if t.numel() != n:
+            raise CnnlensError(
+                f"targets has {t.numel()} entries but the batch has {n} samples; "
+                "give one class index per sample, a single int, or None for the predicted class"
+            )
+    if t.numel() and int(t.min()) < 0:
+        raise CnnlensError(f"targets must be >= 0, got {int(t.min())}")
+    return t
+
+
+class Reused:
+    """A growable buffer of rows shaped like ``like[0]``, reused across chunks."""
+
+    def __init__(self, like: Tensor) -> None:
+        self.like = like
+        self.buf: Tensor | None = None
+
+    def get(self, rows: int) -> Tensor:
+        if self.buf is None or self.buf.shape[0] < rows:
+            self.buf = self.like.new_empty((rows, *self.like.shape[1:]))
+        return self.buf[:rows]
+
+
+@dataclass
+class LayerContext:
+    """What a CAM method sees for one chunk of samples."""
+
+    x: Tensor  # (n, C, *input_spatial), detached
+    activations: Tensor  # A: (n, K, *layer_spatial), detached
+    gradients: Tensor | None  # g = dy/dA, same shape, or None for gradient-free methods
+    logits: Tensor  # (n, classes)
+    targets: Tensor  # (n,) class explained per sample
+    scores: Tensor  # (n,) target score on the unmodified input
+    engine: Engine = field(repr=False)
+
+    def tail_scores(self, rows: Tensor, build: Callable[[slice], Tensor]) -> Tensor:
+        """Target scores when the layer output is replaced, row by row.
+
+        ``rows`` holds each row's sample index (into this chunk); ``build(slice)`` returns
+        the replacement activations of those rows. Runs in chunks of the memory budget.
+        """
+        eng = self.engine
+        out = torch.empty(rows.numel(), dtype=self.logits.dtype, device=self.logits.device)
+        step = eng.tail_rows
+        for start in range(0, rows.numel(), step):
+            sl = slice(start, min(rows.numel(), start + step))
+            acts = build(sl)
+            logits = eng.run_after_layer(acts, self.x, rows[sl])
+            out[sl] = target_scores(logits, self.targets[rows[sl]], eng.score)
+        return out
+
+    def ablated_scores(self) -> Tensor:
+        """(n, K) target scores with channel k of A set to zero, for every k.
+
+        Zeroing a channel commutes with the zero-preserving per-channel layers that often
+        follow a conv (ReLU, pooling), so those run once on A; the ablated copies only go
+        through the rest. When the rest is ``Flatten`` + ``Linear``, the ablated logits are
+        ``logits − W_k·P_k`` exactly (no copies at all). Otherwise chunks of ablated copies,
+        built in one reused buffer, run through the rest (or, for a model that cannot be
+        split, through the whole model with the layer's output replaced by a hook).
+        """
+        eng = self.engine
+        a = self.activations
+        n, k = a.shape[:2]
+        if eng.tail is not None and len(eng.ablation_prefix):
+            with torch.no_grad():
+                a = eng.ablation_prefix(a.clone())  # the prefix may work in place
+        head = eng.linear_head
+        if head is not None:
+            weight = head.weight.view(head.out_features, k, -1).to(a.dtype)
+            drop = torch.einsum("nks,oks->nko", a.reshape(n, k, -1), weight)
+            logits = (self.logits[:, None, :] - drop).reshape(n * k, -1)
+            scores = target_scores(logits, self.targets.repeat_interleave(k), eng.score)
+            return scores.view(n, k)
+        rows = torch.arange(n * k, device=a.device)
+        buffer = Reused(a)
+
+        def build(sl: slice) -> Tensor:
+            # One reused buffer: fresh large allocations page-fault on every chunk.
+            r = rows[sl]
+            batch = buffer.get(r.numel())
+            torch.index_select(a, 0, r // k, out=batch)
+            flat = batch.view(r.numel() * k, -1)
+            flat.index_fill_(0, torch.arange(r.numel(), device=a.device) * k + r % k, 0.0)
+            return batch
+
+        if eng.tail is None:
+            return self.tail_scores(rows // k, build).view(n, k)
+        out = torch.empty(n * k, dtype=self.logits.dtype, device=self.logits.device)
+        step = max(1, eng.budget // max(a[:1].numel() * a.element_size(), eng.tail_peak))
+        with torch.no_grad():
+            for start in range(0, n * k, step):
+                sl = slice(start, min(n * k, start + step))
+                logits = eng.ablation_rest(build(sl))
+                out[sl] = target_scores(logits, self.targets[rows[sl] // k], eng.score)
+        return out.view(n, k)
+
+    def input_scores(self, rows: Tensor, build: Callable[[slice], Tensor]) -> Tensor:
+        """Target scores of whole-model forward passes on inputs built row by row."""
+        eng = self.engine
+        out = torch.empty(rows.numel(), dtype=self.logits.dtype, device=self.logits.device)
+        step = eng.input_rows
+        with torch.no_grad():
+            for start in range(0, rows.numel(), step):
+                sl = slice(start, min(rows.numel(), start + step))
+                logits = eng.model(build(sl))
+                out[sl] = target_scores(logits, self.targets[rows[sl]], eng.score)
+        return out
+
+
+class Engine:
+    """Runs a model with a target layer hooked; chunk sizes come from a one-sample probe."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        layer_name: str,
+        layer: nn.Module,
+        *,
+        score: str,
+        memory_budget_mb: float,
+        batch_size: int | None,
+    ) -> None:
+        if score not in SCORES:
+            raise unknown_choice("score", score, SCORES)
+        if not memory_budget_mb > 0:
+            raise CnnlensError(f"memory_budget_mb must be > 0, got {memory_budget_mb}")
+        if batch_size is not None and batch_size < 1:
+            raise CnnlensError(f"batch_size must be >= 1 or None, got {batch_size}")
+        self.model = model
+        self.layer_name = layer_name
+        self.layer = layer
+        self.score = score
+        self.budget = int(memory_budget_mb * 2**20)
+        self.batch_size = batch_size
+        self.tail = sequential_tail(model, layer_name)
+        self.ablation_prefix, self.ablation_rest = _split_zero_preserving(self.tail)
+        self.linear_head = _flatten_linear(self.ablation_rest)
+        self.num_classes: int | None = None
+        self.clone_output = False
+        self.sample_rows = 1
+        self.tail_rows = 1
+        self.tail_peak = 1
+        self.input_rows = 1
+
+    # -- chunk planning ------------------------------------------------------------------
+    @contextmanager
+    def _probe(self) -> Iterator[dict[str, int]]:
+        """Record the largest per-sample output of any layer (and of the layers after ours)."""
+        stats = {"peak": 1, "tail_peak": 1, "after": 0}
+        handles = []
+
+        def hook(module: nn.Module, _i: object, out: object) -> None:
+            if isinstance(out, Tensor):
+                size = out.numel() * out.element_size()
+                stats["peak"] = max(stats["peak"], size)
+                if stats["after"]:
+                    stats["tail_peak"] = max(stats["tail_peak"], size)
+            if module is self.layer:
+                stats["after"] = 1
+
+        try:
+            for name, module in self.model.named_modules():
+                if name:
+                    handles.append(module.register_forward_hook(hook))
+            yield stats
+        finally:
+            for h in handles:
+                h.remove()
+
+    def _plan(self, stats: dict[str, int], act_bytes: int, n: int) -> None:
+        """Chunk sizes from the probe's largest outputs (for ``n`` samples)."""
+        peak = max(1, stats["peak"] // n)
+        tail_peak = max(1, stats["tail_peak"] // n)
+        self.sample_rows = max(1, self.budget // peak)
+        if self.batch_size is not None:
+            self.sample_rows = min(self.sample_rows, self.batch_size)
+        self.tail_peak = tail_peak
+        self.tail_rows = max(1, self.budget // max(act_bytes, tail_peak))
+        self.input_rows = max(1, self.budget // peak)
+
+    def chunks(self, x: Tensor) -> Iterator[slice]:
+        """Sample chunks; the first is sized from the input alone and probes the rest.
+
+        Layers rarely output more than ``PROBE_FACTOR`` × the input size per sample, so the
+        first chunk stays within the budget; small inputs run as one chunk.
+        """
+        n = x.shape[0]
+        per_sample = max(1, x[:1].numel() * x.element_size())
+        first = max(1, min(n, self.budget // (per_sample * PROBE_FACTOR)))
+        if self.batch_size is not None:
+            first = min(first, self.batch_size)
+        start = 0
+        while start < n:
+            stop = min(n, start + (first if start == 0 else self.sample_rows))
+            yield slice(start, stop)
+            start = stop
+
+    # -- passes --------------------------------------------------------------------------
+    def capture(
+        self, x: Tensor, targets: Tensor | None, *, need_grad: bool, probe: bool
+    ) -> LayerContext:
+        """One forward (and, if ``need_grad``, one backward to the layer) for a chunk."""
+        try:
+            store, logits, stats = self._forward(x, need_grad=need_grad, probe=probe)
+        except RuntimeError as exc:
+            if not need_grad or self.clone_output or "in-place" not in str(exc):
+                raise
+            self.clone_output = True  # an in-place op after the layer: protect the leaf
+            store, logits, stats = self._forward(x, need_grad=need_grad, probe=probe)
+        if not store:
+            raise CnnlensError(
+                f"layer {self.layer_name!r} is not on the model's forward path (it never ran); "
+                "choose a layer that the forward pass uses"
+            )
+        acts = store[0]
+        if not isinstance(logits, Tensor) or logits.dim() != 2:
+            shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+            raise CnnlensError(f"the model must return (N, classes) scores, got {shape}")
+        if self.num_classes is None:
+            self.num_classes = logits.shape[1]
+        if probe and stats is not None:
+            self._plan(stats, acts[:1].numel() * acts.element_size(), x.shape[0])
+        predicted = logits.detach().argmax(dim=1)
+        chosen = predicted if targets is None else targets.to(predicted.device)
+        if chosen.numel() and int(chosen.max()) >= self.num_classes:
+            raise CnnlensError(
+                f"targets must be < {self.num_classes} (the model's number of classes), "
+                f"got {int(chosen.max())}"
+            )
+        grads = None
+        with torch.set_grad_enabled(need_grad):
+            scores = target_scores(logits, chosen, self.score)
+            if need_grad:
+                if not scores.requires_grad:
+                    raise _unused_layer(self.layer_name)
+                (grads,) = torch.autograd.grad(scores.sum(), acts, allow_unused=True)
+                if grads is None:
+                    raise _unused_layer(self.layer_name)
+        return LayerContext(
+            x=x,
+            activations=acts.detach(),
+            gradients=grads,
+            logits=logits.detach(),
+            targets=chosen,
+            scores=scores.detach(),
+            engine=self,
+        )
+
+    def _forward(
+        self, x: Tensor, *, need_grad: bool, probe: bool
+    ) -> tuple[list[Tensor], object, dict[str, int] | None]:
+        store: list[Tensor] = []
+        clone = self.clone_output or not need_grad
+
+        def hook(_m: nn.Module, _i: object, out: object) -> Tensor:
+            if store:
+                raise CnnlensError(
+                    f"layer {self.layer_name!r} runs more than once per forward pass; "
+                    "choose a layer that runs once"
+                )
+            if not isinstance(out, Tensor):
+                raise CnnlensError(
+                    f"layer {self.layer_name!r} returns {type(out).__name__}, not a tensor; "
+                    "choose a layer with a tensor output"
+                )
+            _check_layer_output(self.layer_name, out, x)
+            leaf = out.detach().requires_grad_(need_grad)
+            store.append(leaf)
+            return leaf.clone() if clone else leaf
+
+        handle = self.layer.register_forward_hook(hook)
+        try:
+            with (
+                self._probe() if probe else _nullstats() as stats,
+                torch.set_grad_enabled(need_grad),
+            ):
+                logits = self.model(x)
+        finally:
+            handle.remove()
+        return store, logits, stats
+
+    def run_after_layer(self, acts: Tensor, x: Tensor, rows: Tensor) -> Tensor:
+        """Logits when the layer outputs ``acts``: only the tail if the graph splits."""
+        with torch.no_grad():
+            if self.tail is not None:
+                return self.tail(acts)
+            used: list[bool] = []
+
+            def replace(_m: nn.Module, _i: object, _out: object) -> Tensor:
+                used.append(True)
+                return acts
+
+            handle = self.layer.register_forward_hook(replace)
+            try:
+                return self.model(x[rows.to(x.device)])
+            finally:
+                handle.remove()
+
+
+_ZERO_PRESERVING: tuple[type[nn.Module], ...] = (
+    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
+    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.Tanh, nn.Identity,
+    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+)  # fmt: skip
+
+
+def _leaves(module: nn.Module) -> list[nn.Module]:
+    """A tail as a flat list, expanding plain nested ``nn.Sequential`` containers."""
+    if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
+        return [leaf for child in module.children() for leaf in _leaves(child)]
+    return [module]
+
+
+def _split_zero_preserving(tail: nn.Module | None) -> tuple[nn.Sequential, nn.Sequential]:
+    """Split a tail into (per-channel layers that map a zero channel to zero, the rest).
+
+    Exact types only (a subclass may change behaviour); in eval mode Dropout is identity.
+    """
+    mods = _leaves(tail) if tail is not None else []
+    cut = 0
+    while (
+        cut < len(mods)
+        and type(mods[cut]) in _ZERO_PRESERVING
+        and not getattr(mods[cut], "return_indices", False)
+    ):
+        cut += 1
+    return nn.Sequential(*mods[:cut]), nn.Sequential(*mods[cut:])
+
+
+def _flatten_linear(tail: nn.Module | None) -> nn.Linear | None:
+    """The Linear of a tail that is exactly ``Flatten(1) → Linear``, else None."""
+    mods = list(tail.children()) if tail is not None else []
+    if (
+        len(mods) == 2
+        and type(mods[0]) is nn.Flatten
+        and mods[0].start_dim == 1
+        and mods[0].end_dim == -1
+        and type(mods[1]) is nn.Linear
+    ):
+        return mods[1]
+    return None
+
+
+@contextmanager
+def _nullstats() -> Iterator[None]:
+    yield None
+
+
+def _check_layer_output(name: str, out: Tensor, x: Tensor) -> None:
+    if out.dim() < 3:
+        raise CnnlensError(
+            f"layer {name!r} has output shape {tuple(out.shape)} with no spatial dimension; "
+            "choose a convolutional layer (see candidate_layers)"
+        )
+    if out.dim() != x.dim():
+        raise CnnlensError(
+            f"layer {name!r} has {out.dim() - 2} spatial dimension(s) but the input has "
+            f"{x.dim() - 2}; choose a layer with the input's spatial layout"
+        )
+
+
+def _unused_layer(name: str) -> CnnlensError:
+    return CnnlensError(
+        f"the model's output does not depend on layer {name!r}; choose a layer on the path "
+        "to the output"
+    )

@@ -1,0 +1,105 @@
+"""Fixtures for the CAM tests: reference libraries and a non-degenerate trained VGG-7.
+
+pytorch-grad-cam imports torchvision in three utility modules only; its CAM classes run
+with a stand-in ``torchvision`` (DESIGN §8) that exists in this test process only.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import types
+from collections.abc import Iterator
+
+import pytest
+import torch
+from torch import nn
+
+from cnnlens.models import build_model
+
+
+def _raiser(name: str):  # type: ignore[no-untyped-def]
+    def fail(*_a: object, **_k: object) -> None:
+        raise RuntimeError(f"torchvision stand-in: {name} is not available in cnnlens tests")
+
+    return fail
+
+
+def _torchvision_standin() -> dict[str, types.ModuleType]:
+    tv = types.ModuleType("torchvision")
+    transforms = types.ModuleType("torchvision.transforms")
+    functional = types.ModuleType("torchvision.transforms.functional")
+    ops = types.ModuleType("torchvision.ops")
+    for name in ("Compose", "Normalize", "ToTensor", "Resize"):
+        setattr(transforms, name, _raiser(f"transforms.{name}"))
+    functional.resize = _raiser("transforms.functional.resize")  # type: ignore[attr-defined]
+    ops.box_iou = _raiser("ops.box_iou")  # type: ignore[attr-defined]
+    transforms.functional = functional  # type: ignore[attr-defined]
+    tv.transforms = transforms  # type: ignore[attr-defined]
+    tv.ops = ops  # type: ignore[attr-defined]
+    return {
+        "torchvision": tv,
+        "torchvision.transforms": transforms,
+        "torchvision.transforms.functional": functional,
+        "torchvision.ops": ops,
+    }
+
+
+@pytest.fixture(scope="session")
+def pgc() -> Iterator[types.ModuleType]:
+    """The ``pytorch_grad_cam`` package, importable without torchvision."""
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    added: list[str] = []
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        for name, mod in _torchvision_standin().items():
+            sys.modules[name] = mod
+            added.append(name)
+    try:
+        pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam")
+        yield pytorch_grad_cam
+    finally:
+        for name in added:
+            sys.modules.pop(name, None)
+
+
+def _structured_images(
+    n: int, size: int, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class c = a bright square in cell c of a 3×3 grid (colour varies), plus noise."""
+    y = torch.randint(0, 8, (n,), generator=generator)
+    x = 0.3 * torch.rand(n, 3, size, size, generator=generator)
+    cell = size // 3
+    for i, c in enumerate(y.tolist()):
+        r, col = divmod(c, 3)
+        colour = torch.rand(3, 1, 1, generator=generator) * 0.7 + 0.3
+        x[i, :, r * cell : (r + 1) * cell, col * cell : (col + 1) * cell] += colour
+    return x, y
+
+
+@pytest.fixture(scope="session")
+def trained_vgg7() -> tuple[nn.Module, torch.Tensor]:
+    """A briefly trained VGG-7 and 6 held-out 32 px images (see :func:`make_trained_vgg7`)."""
+    return make_trained_vgg7()
+
+
+def make_trained_vgg7() -> tuple[nn.Module, torch.Tensor]:
+    """A VGG-7 trained briefly at 32 px on structured data, and 6 held-out images.
+
+    Random-init nets give nearly identical channel maps, which lets a wrong formula agree
+    with a reference; a few training steps make channels differ.
+    """
+    torch.manual_seed(0)
+    g = torch.Generator().manual_seed(0)
+    model = build_model("hmt-vgg7")
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(30):
+        x, y = _structured_images(32, 32, g)
+        opt.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    model.eval()
+    model.zero_grad(set_to_none=True)
+    x, _ = _structured_images(6, 32, g)
+    return model, x
