@@ -1,0 +1,222 @@
+"""The study's Table I, reproduced with intervals, a random baseline and timings.
+
+HMT: the course's Keras VGG-7 (``keras/HMT.h5``) imported, all 496 ``HMT_test`` tiles at
+224 px, ``frac = 0.9``, Grad-CAM at ``max_pooling2d_1``, Grad-CAM++ and Ablation-CAM at
+``conv2d_3``, all on the softmax probability (what the Keras model differentiated; the
+logit variants are added with ``--with-logit``). MNIST-1D: a ``study``-recipe run folder
+(``--mnist-run``; without one, the course's ``keras/MNIST1D.h5`` is imported instead and the
+output says so), all 1000 test signals, layer ``conv1d_2``, ``frac`` 0.15 and 0.3.
+
+Prints markdown and writes it to ``bench/results/faithfulness_tables.md``::
+
+    .venv/bin/python bench/faithfulness_tables.py [--task hmt|mnist1d|both] [--mnist-run RUN]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO.parent / "shared" / "data"
+
+# The study's Table I (HMT, frac 0.9, their own retrained VGG-7, 480 of 496 test tiles).
+STUDY_HMT = {
+    "gradcam": (47.436, 22.083),
+    "gradcampp": (50.921, 19.792),
+    "ablationcam": (43.341, 30.469),
+}
+
+
+def _study_cell(label: str) -> str:
+    method = label.split("@")[0].split(":")[0]
+    if label.endswith(":logit") or method not in STUDY_HMT:
+        return "–"
+    drop, inc = STUDY_HMT[method]
+    return f"{drop:.3f} / {inc:.3f}"
+
+
+def _run_table(run: Path, *, methods: list[str], fracs: list[float], metrics: list[str],
+               data_dir: str | None, sanity: bool, device: str) -> dict[str, Any]:
+    from cnnlens.faithfulness import run_faithfulness
+
+    t0, c0 = time.perf_counter(), time.process_time()
+    res = run_faithfulness(run, methods=methods, fracs=fracs, metrics=metrics,
+                           data_dir=data_dir, device=device, sanity=sanity, steps=10,
+                           use_saved=False)
+    res["bench_seconds"] = time.perf_counter() - t0
+    res["bench_cpu_seconds"] = time.process_time() - c0
+    return res
+
+
+def _timing_lines(res: dict[str, Any]) -> list[str]:
+    s = res["seconds"]
+    cams = ", ".join(f"{k} {v:.1f}" for k, v in s["cams"].items())
+    met = ", ".join(f"{k} {sum(v.values()):.1f}" for k, v in s["metrics"].items())
+    lines = [
+        f"- whole stage call: **{res['bench_seconds']:.1f} s wall**, "
+        f"{res['bench_cpu_seconds']:.1f} s CPU (all threads; wall > CPU / threads means the "
+        f"machine was shared) — wall split: data + model load {s['load']:.1f} s; "
+        f"CAMs: {cams}; metrics: {met}; statistics {s['stats']:.1f} s"
+        + (f"; sanity check {s['sanity']:.1f} s" if "sanity" in s else "") + ")",
+    ]
+    return lines
+
+
+def _sanity_lines(res: dict[str, Any]) -> list[str]:
+    out = []
+    for label, s in res.get("sanity", {}).items():
+        corr = ", ".join(f"{n} {r:.2f}" for n, r in zip(s["layers"], s["spearman_mean"],
+                                                         strict=True))
+        flag = " — **flagged**" if s["flagged"] else ""
+        out.append(f"- sanity `{label}` (Spearman vs trained maps, n={s['n']}): {corr}{flag}")
+    return out
+
+
+def hmt(args: argparse.Namespace, work: Path) -> list[str]:
+    from cnnlens.faithfulness.table import format_table, format_tests
+    from cnnlens.models.keras_import import import_keras
+
+    run = import_keras(DATA / "keras" / "HMT.h5", task="hmt", out_dir=work / "hmt")
+    methods = ["gradcam@max_pooling2d_1:prob", "gradcampp@conv2d_3:prob",
+               "ablationcam@conv2d_3:prob"]
+    if args.with_logit:
+        methods += ["gradcam@max_pooling2d_1:logit", "gradcampp@conv2d_3:logit",
+                    "ablationcam@conv2d_3:logit"]
+    res = _run_table(run, methods=methods, fracs=[0.9], metrics=args.hmt_metrics,
+                     data_dir=str(DATA / "hmt"), sanity=args.sanity, device=args.device)
+    lines = [
+        "## HMT (imported `keras/HMT.h5`, all HMT_test tiles, 224 px, frac 0.9)",
+        "",
+        f"n = {res['n']}, model accuracy {res['accuracy']:.4f} "
+        f"({round(res['accuracy'] * res['n'])} / {res['n']} correct); targets = predicted "
+        "class; drop / increase in %, mean [95 % bootstrap CI].",
+        "",
+        format_table(res),
+        "",
+        "Study's Table I (drop / increase, %, their retrained VGG-7, 480 tiles, no intervals):",
+        "",
+        "| method | this run: drop / increase | study: drop / increase | positions kept (mean) |",
+        "|---|---|---|---|",
+    ]
+    for label, per in res["summary"].items():
+        d, i = per["drop@0.9"]["mean"], per["increase@0.9"]["mean"]
+        k = res["kept_fraction"].get(label, {}).get("0.9", float("nan"))
+        lines.append(f"| {label} | {d:.3f} / {i:.3f} | {_study_cell(label)} | {k:.3f} |")
+    lines += ["", "Paired tests (Holm-corrected per metric):", "", "```",
+              format_tests(res), "```", ""]
+    lines += _timing_lines(res) + _sanity_lines(res) + [""]
+    if args.random_grids:
+        lines += _random_grids(run, args.random_grids)
+    return lines
+
+
+def _random_grids(run: Path, grids: list[int]) -> list[str]:
+    """The random baseline on coarser or finer grids: how much the mask's shape matters."""
+    from cnnlens.faithfulness import metrics as M
+    from cnnlens.rundir import RunDir
+
+    model, _ = RunDir(run).load_model()
+    data = RunDir(run).load_data(data_dir=str(DATA / "hmt"), augment=False)
+    x = torch.stack([data.test[i][0] for i in range(len(data.test))])  # type: ignore[arg-type]
+    y, t = M.target_probs(model, x)
+    lines = ["Random baseline vs. the grid its noise is drawn on (frac 0.9, seed 0):", "",
+             "| grid | drop (%) | increase (%) | positions kept |", "|---|---|---|---|"]
+    for g in grids:
+        maps = M.random_maps((x.shape[0], *x.shape[2:]), seed=0, cells=(g, g))
+        r = M.drop_increase(model, x, maps, frac=0.9, targets=t, base_scores=y)
+        lines.append(f"| {g}x{g} | {100 * r.values['drop'].mean():.2f} | "
+                     f"{100 * r.values['increase'].mean():.2f} | {r.values['kept'].mean():.3f} |")
+    return [*lines, ""]
+
+
+def mnist1d(args: argparse.Namespace, work: Path) -> list[str]:
+    from cnnlens.faithfulness.table import format_table, format_tests
+    from cnnlens.models.keras_import import import_keras
+    from cnnlens.rundir import RunDir
+
+    if args.mnist_run:
+        run = Path(args.mnist_run)
+        cfg = RunDir(run).read_config()
+        recipe = cfg.get("recipe") or {}
+        what = (f"run folder `{run.name}` (recipe {recipe.get('name', '?')}, "
+                f"seed {cfg.get('seed', '?')})")
+    else:
+        run = import_keras(DATA / "keras" / "MNIST1D.h5", task="mnist1d", out_dir=work / "m1d")
+        what = "imported `keras/MNIST1D.h5` (no --mnist-run given)"
+    methods = ["gradcam@conv1d_2", "gradcampp@conv1d_2", "ablationcam@conv1d_2"]
+    table = _run_table(run, methods=methods, fracs=[0.15, 0.3], metrics=["drop_increase"],
+                       data_dir=None, sanity=False, device=args.device)
+    lines = [
+        f"## MNIST-1D ({what}, all test signals, layer conv1d_2, logit)",
+        "",
+        f"n = {table['n']}, model accuracy {table['accuracy']:.4f}; targets = predicted class.",
+        "",
+        format_table(table),
+        "",
+        "```",
+        format_tests(table),
+        "```",
+        "",
+        "Speed of the table alone (maps + drop/increase at both fracs + statistics, no "
+        "sanity check, no figures):",
+        "",
+    ]
+    lines += _timing_lines(table)
+    if args.full_mnist:
+        full = _run_table(run, methods=methods, fracs=[0.15, 0.3],
+                          metrics=["drop_increase", "confidence", "deletion", "insertion"],
+                          data_dir=None, sanity=True, device=args.device)
+        lines += ["", "All metrics (deletion/insertion: 10 steps, zero baseline):", "",
+                  format_table(full), ""]
+        lines += _timing_lines(full) + _sanity_lines(full)
+    return [*lines, ""]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--task", choices=["hmt", "mnist1d", "both"], default="both")
+    p.add_argument("--mnist-run", default=None, help="a study-recipe MNIST-1D run folder")
+    p.add_argument("--with-logit", action="store_true", help="also score logit-based maps (HMT)")
+    p.add_argument("--hmt-metrics", nargs="+", default=["drop_increase"],
+                   help="metrics for the HMT table (default: drop_increase)")
+    p.add_argument("--sanity", action="store_true", help="run the sanity check on HMT too")
+    p.add_argument("--random-grids", nargs="*", type=int, default=[],
+                   help="also score HMT random maps drawn on these grids, e.g. 7 14 28 224")
+    p.add_argument("--full-mnist", action="store_true",
+                   help="also run every metric and the sanity check on MNIST-1D")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--out", default=str(REPO / "bench" / "results" / "faithfulness_tables.md"))
+    args = p.parse_args(argv)
+    if not DATA.is_dir():
+        print(f"shared data folder {DATA} is absent", file=sys.stderr)
+        return 1
+    lines = [
+        "# Faithfulness tables",
+        "",
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, device {args.device}, "
+        f"{platform.processor() or platform.machine()}, python {platform.python_version()}",
+        "",
+    ]
+    with tempfile.TemporaryDirectory(prefix="cnnlens-faith-bench-") as tmp:
+        if args.task in ("mnist1d", "both"):
+            lines += mnist1d(args, Path(tmp))
+        if args.task in ("hmt", "both"):
+            lines += hmt(args, Path(tmp))
+    text = "\n".join(lines)
+    print(text)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,403 @@
+"""The ``faithfulness`` stage: score every CAM method and a random baseline on a run's split.
+
+Maps come from ``cams/<method>.npz`` (the explain stage) when they cover the requested
+samples with the requested layer and score, and from the CAM engine otherwise. Everything
+is computed before anything is written, so a failure leaves earlier outputs untouched.
+Writes ``faithfulness/results.json``, ``results.csv`` (long format), ``per_sample.npz``,
+``curves.png`` and ``sanity.png``.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib
+import io
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from cnnlens.errors import CnnlensError, unknown_choice
+from cnnlens.faithfulness import metrics as M
+from cnnlens.faithfulness import stats as S
+from cnnlens.fileio import atomic_write, write_json, write_npz
+from cnnlens.rundir import RunDir
+
+DEFAULT_METHODS: tuple[str, ...] = ("gradcam", "gradcampp", "ablationcam")
+DEFAULT_METRICS: tuple[str, ...] = ("drop_increase", "confidence", "deletion", "insertion")
+DEFAULT_FRACS: dict[str, tuple[float, ...]] = {"hmt": (0.9,), "mnist1d": (0.15, 0.3)}
+SCORES = ("logit", "prob")
+RANDOM = "random"
+
+#: ``progress(stage, done, total)`` with stage ``"cams"``, ``"metrics"`` or ``"sanity"``.
+ProgressFn = Callable[[str, int, int], None]
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method to score: ``name[@layer][:score]``, e.g. ``gradcam@max_pooling2d_1:prob``."""
+
+    label: str
+    method: str
+    layer: str | None = None
+    score: str | None = None
+
+
+def parse_method(spec: str) -> MethodSpec:
+    """Parse ``name[@layer][:score]``; the whole string is the method's label in the outputs."""
+    text = spec.strip()
+    rest, score = text, None
+    if ":" in text:
+        rest, score = text.rsplit(":", 1)
+        if score not in SCORES:
+            raise unknown_choice(f"score in --methods {text!r}", score, SCORES)
+    name, _, layer = rest.partition("@")
+    if not name or name == RANDOM:
+        raise CnnlensError(f"--methods {text!r}: expected name[@layer][:score]; "
+                           f"the {RANDOM!r} baseline is always included")
+    return MethodSpec(label=text, method=name, layer=layer or None, score=score)
+
+
+def _engine() -> Any:
+    try:
+        return importlib.import_module("cnnlens.explain")
+    except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
+        raise CnnlensError("the CAM engine (cnnlens.explain) is not available; "
+                           "only maps saved in cams/ can be scored") from exc
+
+
+def _check_options(fracs: Sequence[float], metrics: Sequence[str], limit: int | None,
+                   steps: int, baseline: str | float, batch_size: int | None) -> None:
+    for f in fracs:
+        M.check_frac(f)
+    for m in metrics:
+        if m not in M.METRICS:
+            raise unknown_choice("metric (--metrics)", m, M.METRICS)
+    if limit is not None and (isinstance(limit, bool) or limit < 1):
+        raise CnnlensError(f"--limit must be a positive number of samples, got {limit}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise CnnlensError(f"--steps={steps!r} is invalid; accepted: an integer >= 1")
+    if isinstance(baseline, str) and baseline not in M.BASELINES:
+        raise unknown_choice("baseline (--baseline)", baseline, M.BASELINES)
+    if batch_size is not None and batch_size < 1:
+        raise CnnlensError(f"--batch-size must be at least 1, got {batch_size}")
+
+
+def _load_split(run: RunDir, split: str, limit: int | None, data_dir: str | None
+                ) -> tuple[Tensor, np.ndarray, list[str], str]:
+    data = run.load_data(data_dir=data_dir, augment=False)
+    ds = data.split(split)
+    n = len(ds) if limit is None else min(limit, len(ds))  # type: ignore[arg-type]
+    if n == 0:
+        raise CnnlensError(f"{run.path}: split {split!r} is empty; choose --split train/val/test")
+    xs, ys = zip(*(ds[i] for i in range(n)), strict=True)
+    labels = np.asarray([int(y) for y in ys])
+    return torch.stack(list(xs)), labels, list(data.class_names), data.kind
+
+
+def _saved_maps(run: RunDir, spec: MethodSpec, split: str, predicted: np.ndarray,
+                spatial: tuple[int, ...]) -> dict[str, Any] | None:
+    """Maps from ``cams/`` if they fit this request exactly, else ``None`` (recompute)."""
+    path = run.cams_dir / f"{spec.method}.npz"
+    if not path.exists():
+        return None
+    from cnnlens.explain.stage import load_cams
+
+    saved = load_cams(run.path, spec.method)
+    n = predicted.size
+    idx = np.asarray(saved.get("indices", []))
+    maps = np.asarray(saved.get("maps", np.zeros((0,))))
+    ok = (
+        str(saved.get("split", split)) == split
+        and (spec.layer is None or str(saved.get("layer")) == spec.layer)
+        and (spec.score is None or str(saved.get("score")) == spec.score)
+        and idx.size >= n and np.array_equal(idx[:n], np.arange(n))
+        and maps.shape[1:] == spatial
+        and np.array_equal(np.asarray(saved.get("targets", np.zeros(0))).reshape(-1)[:n],
+                           predicted)
+    )
+    if not ok:
+        return None
+    raw = np.asarray(saved["raw"]) if "raw" in saved else None
+    return {
+        "maps": torch.from_numpy(maps[:n].astype(np.float32)),
+        "cells": tuple(raw.shape[1:]) if raw is not None else None,
+        "layer": str(saved.get("layer")),
+        "score": str(saved.get("score")),
+        "seconds": float(saved.get("seconds", 0.0)) * n / max(idx.size, 1),
+        "source": f"cams/{spec.method}.npz",
+    }
+
+
+def _compute_maps(model: nn.Module, x: Tensor, targets: Tensor, *, method: str, layer: str,
+                  score: str, batch_size: int, progress: Callable[[int], None] | None = None
+                  ) -> tuple[Tensor, tuple[int, ...]]:
+    engine = _engine()
+    dev = M._device(model)
+    maps, cells = [], ()
+    for i in range(0, x.shape[0], batch_size):
+        res = engine.explain(model, x[i : i + batch_size].to(dev), layer=layer, method=method,
+                             targets=targets[i : i + batch_size].to(dev), score=score)
+        maps.append(res.maps.detach().float().cpu())
+        cells = tuple(res.raw.shape[1:])
+        if progress:
+            progress(min(i + batch_size, x.shape[0]))
+    return torch.cat(maps), cells
+
+
+def _resolve_specs(model: nn.Module, model_name: str, specs: Sequence[MethodSpec]
+                   ) -> dict[str, str]:
+    """Default layer per spec (the model's CAM layer), validated against the model."""
+    from cnnlens.explain.stage import resolve_layers, resolve_methods
+
+    resolve_methods([s.method for s in specs])
+    return {s.label: resolve_layers(model, model_name, [s.method], s.layer)[s.method]
+            for s in specs}
+
+
+def _tests(per_sample: dict[str, dict[str, np.ndarray]], keys: list[str], alpha: float
+           ) -> list[dict[str, Any]]:
+    """Paired tests: each method vs random and every pair of methods, Holm per metric."""
+    labels = list(per_sample)
+    methods = [m for m in labels if m != RANDOM]
+    pairs = [(m, RANDOM) for m in methods if RANDOM in labels]
+    pairs += [(a, b) for i, a in enumerate(methods) for b in methods[i + 1 :]]
+    out: list[dict[str, Any]] = []
+    for key in keys:
+        spec = M.OUTPUTS[key.partition("@")[0]]
+        group = []
+        for a, b in pairs:
+            t = S.paired_test(per_sample[a][key], per_sample[b][key], binary=spec.binary)
+            t.update(metric=key, a=a, b=b, higher_is_better=spec.higher_is_better,
+                     mean_diff_scaled=t["mean_diff"] * spec.scale)
+            group.append(t)
+        for t, p in zip(group, S.holm([t["p_value"] for t in group]), strict=True):
+            t["p_value_holm"] = p
+            t["verdict"] = S.verdict(t, alpha=alpha)
+        out.extend(group)
+    return out
+
+
+def _csv(summary: dict[str, Any], per_class: dict[str, Any]) -> bytes:
+    buf = io.StringIO()
+    w = csv.writer(buf, lineterminator="\n")
+    w.writerow(["method", "metric", "scope", "mean", "ci_low", "ci_high", "n"])
+    for method, per in summary.items():
+        for key, s in per.items():
+            w.writerow([method, key, "all", s["mean"], s["low"], s["high"], s["n"]])
+    for method, per in per_class.items():
+        for key, classes in per.items():
+            for cls, s in classes.items():
+                w.writerow([method, key, f"class:{cls}", s["mean"], s["low"], s["high"], s["n"]])
+    return buf.getvalue().encode()
+
+
+def run_faithfulness(
+    run_dir: str | Path,
+    *,
+    methods: Sequence[str] = DEFAULT_METHODS,
+    fracs: Sequence[float] | None = None,
+    metrics: Sequence[str] = DEFAULT_METRICS,
+    split: str = "test",
+    limit: int | None = None,
+    data_dir: str | None = None,
+    device: str | torch.device = "cpu",
+    batch_size: int | None = None,
+    steps: int = 20,
+    baseline: str | float = "zero",
+    n_boot: int = 2000,
+    alpha: float = 0.05,
+    seed: int = 0,
+    sanity: bool = True,
+    sanity_samples: int = 32,
+    use_saved: bool = True,
+    random_cells: Sequence[int] | None = None,
+    figures: bool = True,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """Score ``methods`` (``name[@layer][:score]``) and a random baseline; write ``faithfulness/``.
+
+    Targets are the model's predicted classes (as in the study). The random maps are drawn
+    on ``random_cells`` (default: the first method's CAM-layer grid) and upsampled: the
+    metrics depend on how blob-like a mask is, so the grid is stated in the output. Returns
+    the dict written to ``results.json``.
+    """
+    t_start = time.perf_counter()
+    run = RunDir(run_dir)
+    cfg = run.read_config()
+    specs = [parse_method(m) for m in methods]
+    if len({s.label for s in specs}) != len(specs):
+        raise CnnlensError(f"--methods lists a method twice: {', '.join(methods)}")
+    frac_list = list(fracs) if fracs is not None else list(DEFAULT_FRACS.get(cfg["task"], (0.9,)))
+    metric_list = list(dict.fromkeys(metrics))
+    _check_options(frac_list, metric_list, limit, steps, baseline, batch_size)
+    dev = torch.device(device)
+    model, meta = run.load_model(device=dev)
+    model_name = str(meta.get("model", cfg["model"]))
+    layers = _resolve_specs(model, model_name, specs) if specs else {}
+    x, labels, class_names, kind = _load_split(run, split, limit, data_dir)
+    class_names = [str(c) for c in meta.get("class_names") or class_names]
+    n, spatial = x.shape[0], tuple(x.shape[2:])
+    bs = batch_size or M.auto_batch(x)
+    if random_cells is not None and (len(random_cells) != len(spatial) or min(random_cells) < 1):
+        raise CnnlensError(f"--random-cells {tuple(random_cells)} is invalid; accepted: "
+                           f"{len(spatial)} positive sizes (one per input dimension)")
+    if {"deletion", "insertion"} & set(metric_list):
+        M.check_steps(steps, int(np.prod(spatial)))
+    y_t, pred_t = M.target_probs(model, x, batch_size=bs)
+    predicted = pred_t.numpy()
+    seconds: dict[str, Any] = {"load": time.perf_counter() - t_start, "cams": {}, "metrics": {}}
+
+    # -- maps ------------------------------------------------------------------------------
+    all_maps: dict[str, Tensor] = {}
+    info: dict[str, dict[str, Any]] = {}
+    cells: tuple[int, ...] | None = None
+    for j, spec in enumerate(specs):
+        saved = _saved_maps(run, spec, split, predicted, spatial) if use_saved else None
+        if saved is None:
+            t0 = time.perf_counter()
+            score = spec.score or "logit"
+
+            def tick(done: int, j: int = j) -> None:
+                if progress:
+                    progress("cams", j * n + done, n * len(specs))
+
+            maps, c = _compute_maps(model, x, pred_t, method=spec.method,
+                                    layer=layers[spec.label], score=score, batch_size=bs,
+                                    progress=tick)
+            saved = {"maps": maps, "cells": c, "layer": layers[spec.label], "score": score,
+                     "seconds": time.perf_counter() - t0, "source": "computed"}
+        all_maps[spec.label] = M.check_maps(x, saved["maps"])
+        cells = cells or saved["cells"]
+        seconds["cams"][spec.label] = saved["seconds"]
+        info[spec.label] = {"method": spec.method, "layer": saved["layer"],
+                            "score": saved["score"], "source": saved["source"]}
+    if random_cells is not None:
+        cells = tuple(int(c) for c in random_cells)
+    all_maps[RANDOM] = M.random_maps((n, *spatial), seed=seed, cells=cells)
+    info[RANDOM] = {"method": RANDOM, "cells": list(cells) if cells else None,
+                    "description": f"uniform noise on a {'x'.join(map(str, cells))} grid, "
+                    "upsampled, normalised to [0, 1]" if cells
+                    else "uniform i.i.d. noise per position"}
+
+    # -- metrics ---------------------------------------------------------------------------
+    per_sample: dict[str, dict[str, np.ndarray]] = {}
+    curves: dict[str, dict[str, dict[str, np.ndarray]]] = {}
+    choices: dict[str, Any] = {}
+    kept: dict[str, dict[str, float]] = {}
+    keys: list[str] = []
+    jobs = [(fam, f) for fam in metric_list
+            for f in (frac_list if M.METRICS[fam].uses_frac else [None])]
+    for fam, f in jobs:
+        keys += [M.output_key(o, f) for o in M.METRICS[fam].outputs]
+    done = 0
+    for label, maps in all_maps.items():
+        per_sample[label] = {}
+        seconds["metrics"][label] = {}
+        for fam, f in jobs:
+            t0 = time.perf_counter()
+            kw: dict[str, Any] = {"targets": pred_t, "batch_size": bs}
+            if fam in ("drop_increase", "confidence"):
+                kw["base_scores"] = y_t
+            if fam == "drop_increase":
+                kw["frac"] = f
+            elif fam in ("deletion", "insertion"):
+                kw.update(steps=steps, baseline=baseline)
+            res = M.METRICS[fam].fn(model, x, maps, **kw)
+            for o in M.METRICS[fam].outputs:
+                per_sample[label][M.output_key(o, f)] = res.values[o]
+            if "kept" in res.values:
+                kept.setdefault(label, {})[f"{f:g}"] = float(res.values["kept"].mean())
+            if res.curves:
+                curves.setdefault(fam, {})[label] = res.curves
+            choice = {k: v for k, v in res.choices.items() if k != "frac"}
+            choices[fam] = choice
+            seconds["metrics"][label][M.output_key(fam, f)] = time.perf_counter() - t0
+            done += 1
+            if progress:
+                progress("metrics", done, len(all_maps) * len(jobs))
+
+    # -- statistics ------------------------------------------------------------------------
+    t0 = time.perf_counter()
+    summary: dict[str, dict[str, Any]] = {}
+    by_class: dict[str, dict[str, Any]] = {}
+    for label, vals in per_sample.items():
+        summary[label], by_class[label] = {}, {}
+        for key, v in vals.items():
+            scale = M.OUTPUTS[key.partition("@")[0]].scale
+            summary[label][key] = S.bootstrap_ci(v * scale, n_boot=n_boot, seed=seed)
+            by_class[label][key] = S.per_class(v * scale, labels, class_names,
+                                               n_boot=min(n_boot, 1000), seed=seed)
+    tests = _tests(per_sample, keys, alpha)
+    seconds["stats"] = time.perf_counter() - t0
+
+    # -- sanity check ----------------------------------------------------------------------
+    sanity_res: dict[str, Any] = {}
+    if sanity and specs:
+        from cnnlens.faithfulness.sanity import cascading_randomization
+
+        t0 = time.perf_counter()
+        k = min(sanity_samples, n)
+        for j, spec in enumerate(specs):
+            layer, score = info[spec.label]["layer"], info[spec.label]["score"]
+
+            def cam_fn(m: nn.Module, xb: Tensor, t: Tensor, spec: MethodSpec = spec,
+                       layer: str = layer, score: str = score) -> Tensor:
+                return _compute_maps(m, xb, t, method=spec.method, layer=layer, score=score,
+                                     batch_size=bs)[0]
+
+            check = cascading_randomization(model, x[:k], cam_fn, targets=pred_t[:k], seed=seed)
+            check.pop("spearman")
+            sanity_res[spec.label] = check
+            if progress:
+                progress("sanity", j + 1, len(specs))
+        seconds["sanity"] = time.perf_counter() - t0
+
+    seconds["total"] = time.perf_counter() - t_start
+    results: dict[str, Any] = {
+        "task": cfg["task"], "model": model_name, "split": split, "n": int(n), "kind": kind,
+        "device": str(dev), "fracs": frac_list, "metrics": metric_list, "metric_keys": keys,
+        "methods": info, "summary": summary, "tests": tests, "per_class": by_class,
+        "sanity": sanity_res, "seconds": seconds,
+        "kept_fraction": kept,  # mean fraction of positions the top-frac mask really kept
+        "accuracy": float((predicted == labels).mean()),
+        "choices": {
+            **choices,
+            "targets": "the model's predicted class on the unmasked input",
+            "random_baseline": info[RANDOM]["description"] + f", seed {seed}",
+            "intervals": f"95 % percentile bootstrap of the mean over samples, {n_boot} "
+            f"resamples, seed {seed}; rates in %",
+            "tests": "paired on the same samples: Wilcoxon signed-rank (continuous), McNemar "
+            f"exact (0/1 outputs); Holm-corrected per metric; alpha {alpha}",
+            "per_class": "grouped by true label",
+        },
+    }
+
+    # -- write (only now, so a failure above leaves old outputs alone) ----------------------
+    out = run.faithfulness_dir
+    series = [(label, key) for label, vals in per_sample.items() for key in vals]
+    write_npz(out / "per_sample.npz",
+              values=np.stack([per_sample[a][b] for a, b in series]).astype(np.float64),
+              series=np.asarray([f"{a}|{b}" for a, b in series]),
+              indices=np.arange(n), labels=labels, predicted=predicted, targets=predicted)
+    atomic_write(out / "results.csv", lambda fh: fh.write(_csv(summary, by_class)))
+    files = {"results": "results.json", "csv": "results.csv", "per_sample": "per_sample.npz"}
+    if figures:
+        from cnnlens.faithfulness.plots import plot_curves, plot_sanity
+
+        if plot_curves(curves, out / "curves.png"):
+            files["curves"] = "curves.png"
+        if plot_sanity(sanity_res, out / "sanity.png"):
+            files["sanity"] = "sanity.png"
+    results["files"] = files
+    write_json(out / "results.json", results)
+    return results
+
+
+__all__ = ["DEFAULT_FRACS", "DEFAULT_METHODS", "DEFAULT_METRICS", "MethodSpec", "parse_method",
+           "run_faithfulness"]

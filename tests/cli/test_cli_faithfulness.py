@@ -1,0 +1,76 @@
+"""``cnnlens faithfulness``: the table on stdout, one-line errors, outputs left alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlens.cli import main
+from cnnlens.models import build_model
+from cnnlens.rundir import RunDir
+from cnnlens.train.checkpoint import save_checkpoint
+
+
+@pytest.fixture()
+def run_dir(tmp_path: Path) -> Path:
+    torch.manual_seed(1)
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.write_config({"task": "mnist1d", "model": "mnist1d-cnn", "data": {}})
+    save_checkpoint(run.checkpoints, "model", build_model("mnist1d-cnn"),
+                    {"model": "mnist1d-cnn", "class_names": [str(i) for i in range(10)]})
+    return run.path
+
+
+def test_cli_prints_table_and_writes_results(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    rc = main(["faithfulness", str(run_dir), "--methods", "gradcam,gradcampp", "--frac", "0.5",
+               "--metrics", "drop_increase", "deletion", "--steps", "4", "--limit", "24",
+               "--n-boot", "100", "--sanity-samples", "4", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert rc == 0
+    assert "| method | drop rate (%), frac 0.5 ↓ |" in out
+    assert "| random |" in out and "| gradcampp |" in out
+    assert "sanity gradcam:" in out
+    assert (RunDir(run_dir).faithfulness_dir / "results.json").is_file()
+
+
+def test_cli_bad_frac_is_one_line_and_keeps_old_results(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out_dir = RunDir(run_dir).faithfulness_dir
+    out_dir.mkdir()
+    (out_dir / "results.json").write_text("{}")
+    rc = main(["faithfulness", str(run_dir), "--frac", "1.2", "--limit", "5"])
+    err = capsys.readouterr().err
+    assert rc == 2
+    assert err.count("\n") == 1 and "frac" in err and "(0, 1]" in err
+    assert (out_dir / "results.json").read_text() == "{}"
+
+
+def test_cli_missing_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["faithfulness", str(tmp_path / "nope")])
+    assert rc == 2 and "run folder not found" in capsys.readouterr().err
+
+
+def test_pipeline_stage_runs_once_then_skips(
+    run_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import argparse
+
+    from cnnlens.cli.faithfulness import pipeline_stage
+
+    # what `cnnlens run` passes: its own options, none of the faithfulness ones but these
+    args = argparse.Namespace(device="cpu", data_dir=None, seed=0, batch_size=None,
+                              limit=12, metrics=["drop_increase"], frac=[0.5], no_sanity=True,
+                              no_figures=True)
+    stage = pipeline_stage(args)
+    first = stage(RunDir(run_dir))
+    assert first["n"] == 12 and "random" in first["summary"]
+    assert "| method |" in capsys.readouterr().out
+    again = stage(RunDir(run_dir))
+    assert "already done" in capsys.readouterr().out
+    assert again["summary"] == first["summary"]

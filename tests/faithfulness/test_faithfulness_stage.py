@@ -1,0 +1,131 @@
+"""The faithfulness stage on a hand-built MNIST-1D run folder (random weights, few samples)."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from cnnlens.errors import CnnlensError
+from cnnlens.faithfulness import metrics as M
+from cnnlens.faithfulness.stage import parse_method, run_faithfulness
+from cnnlens.models import build_model
+from cnnlens.rundir import RunDir
+from cnnlens.train.checkpoint import save_checkpoint
+
+FAST = {"n_boot": 100, "sanity_samples": 6, "steps": 4}
+
+
+@pytest.fixture()
+def run_dir(tmp_path: Path) -> Path:
+    torch.manual_seed(0)
+    run = RunDir(tmp_path / "run")
+    run.path.mkdir()
+    run.write_config({"task": "mnist1d", "model": "mnist1d-cnn", "data": {}})
+    save_checkpoint(run.checkpoints, "model", build_model("mnist1d-cnn"),
+                    {"model": "mnist1d-cnn", "class_names": [str(i) for i in range(10)]})
+    return run.path
+
+
+def test_parse_method() -> None:
+    s = parse_method("gradcam@max_pooling2d_1:prob")
+    assert (s.method, s.layer, s.score, s.label) == ("gradcam", "max_pooling2d_1", "prob",
+                                                     "gradcam@max_pooling2d_1:prob")
+    assert parse_method("ablationcam").layer is None
+    with pytest.raises(CnnlensError, match="score"):
+        parse_method("gradcam:probability")
+    with pytest.raises(CnnlensError, match="random"):
+        parse_method("random")
+
+
+def test_stage_writes_every_output(run_dir: Path) -> None:
+    res = run_faithfulness(run_dir, methods=["gradcam", "ablationcam"], limit=30, **FAST)
+    out = RunDir(run_dir).faithfulness_dir
+    for name in ("results.json", "results.csv", "per_sample.npz", "curves.png", "sanity.png"):
+        assert (out / name).is_file(), name
+    saved = json.loads((out / "results.json").read_text())
+    assert saved["n"] == 30 and saved["fracs"] == [0.15, 0.3]  # the task's study fracs
+    assert list(saved["summary"]) == ["gradcam", "ablationcam", "random"]
+    assert saved["metric_keys"] == ["drop@0.15", "increase@0.15", "drop@0.3", "increase@0.3",
+                                    "avg_drop", "inc_conf", "deletion_auc", "insertion_auc"]
+    for fam in ("drop_increase", "confidence", "deletion", "insertion"):
+        assert "softmax probability" in saved["choices"][fam]["score"]
+    assert saved["choices"]["deletion"]["baseline"] == "zero"
+    s = saved["summary"]["gradcam"]["drop@0.15"]
+    assert s["low"] <= s["mean"] <= s["high"] and s["n"] == 30
+    # 8 metrics x (2 vs random + 1 between methods)
+    assert len(saved["tests"]) == 24 and {"p_value", "p_value_holm", "verdict"} <= set(
+        saved["tests"][0])
+    assert set(saved["sanity"]) == {"gradcam", "ablationcam"}
+    assert saved["sanity"]["gradcam"]["layers"][0] == "dense"
+    assert saved["methods"]["gradcam"]["layer"] == "conv1d_2"
+    assert saved["methods"]["gradcam"]["source"] == "computed"
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert {r["method"] for r in rows} == {"gradcam", "ablationcam", "random"}
+    assert any(r["scope"].startswith("class:") for r in rows)
+    with np.load(out / "per_sample.npz", allow_pickle=False) as f:
+        series = list(f["series"])
+        assert f["values"].shape == (len(series), 30)
+        drop = f["values"][series.index("gradcam|drop@0.15")]
+    assert drop.mean() * 100 == pytest.approx(s["mean"])
+    assert res["summary"] == saved["summary"]
+
+
+def test_stage_uses_saved_cams_and_matches_the_metric(run_dir: Path) -> None:
+    run = RunDir(run_dir)
+    n = 20
+    x = torch.stack([run.load_data().test[i][0] for i in range(n)])
+    model, _ = run.load_model()
+    pred = model(x).argmax(1).numpy()
+    maps = np.random.default_rng(0).random((n, 40)).astype(np.float32)
+    run.cams_dir.mkdir(parents=True)
+    np.savez(run.cams_dir / "gradcam.npz",
+             maps=maps, raw=maps[:, :10], indices=np.arange(n), targets=pred, predicted=pred,
+             labels=pred, layer=np.asarray("conv1d_2"), method=np.asarray("gradcam"),
+             score=np.asarray("logit"), split=np.asarray("test"), seconds=np.asarray(1.0))
+    res = run_faithfulness(run_dir, methods=["gradcam"], fracs=[0.5], metrics=["drop_increase"],
+                           limit=n, sanity=False, figures=False, n_boot=50)
+    assert res["methods"]["gradcam"]["source"] == "cams/gradcam.npz"
+    direct = M.drop_increase(model, x, torch.from_numpy(maps), frac=0.5)
+    assert res["summary"]["gradcam"]["drop@0.5"]["mean"] == pytest.approx(
+        direct.values["drop"].mean() * 100)
+    # a different layer than the saved maps' forces a recompute
+    other = run_faithfulness(run_dir, methods=["gradcam@conv1d_1"], fracs=[0.5],
+                             metrics=["drop_increase"], limit=n, sanity=False, figures=False,
+                             n_boot=50)
+    assert other["methods"]["gradcam@conv1d_1"]["source"] == "computed"
+    assert other["methods"]["gradcam@conv1d_1"]["layer"] == "conv1d_1"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"fracs": [0.0]}, "frac"),
+        ({"fracs": [1.5]}, "frac"),
+        ({"metrics": ["drop"]}, "metric"),
+        ({"steps": 41, "metrics": ["deletion"]}, "steps"),
+        ({"methods": ["gradcam@nolayer"]}, "layer"),
+        ({"methods": ["nocam"]}, "method"),
+        ({"limit": 0}, "limit"),
+        ({"random_cells": [0]}, "random-cells"),
+        ({"random_cells": [4, 4]}, "random-cells"),
+    ],
+)
+def test_stage_errors_name_the_parameter_and_write_nothing(
+    run_dir: Path, kwargs: dict[str, object], match: str
+) -> None:
+    with pytest.raises(CnnlensError, match=match):
+        run_faithfulness(run_dir, **{"limit": 5, "sanity": False, **kwargs})  # type: ignore[arg-type]
+    assert not RunDir(run_dir).faithfulness_dir.exists()
+
+
+def test_random_baseline_grid_is_stated(run_dir: Path) -> None:
+    res = run_faithfulness(run_dir, methods=["gradcam"], fracs=[0.5], metrics=["drop_increase"],
+                           limit=10, random_cells=[5], sanity=False, figures=False, n_boot=20)
+    assert res["methods"]["random"]["cells"] == [5]
+    assert "5 grid" in res["choices"]["random_baseline"]
+    assert 0.0 <= res["kept_fraction"]["random"]["0.5"] <= 0.5
