@@ -38,6 +38,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    help="epochs (default: the recipe's, 200 for MNIST-1D and 150 for HMT)")
     p.add_argument("--batch-size", type=positive_int, default=None, help="batch size (32)")
     p.add_argument("--lr", type=float, default=None, help="learning rate (0.01)")
+    p.add_argument("--momentum", type=float, default=None, help="SGD momentum (0)")
     p.add_argument("--schedule", choices=["none", "step"], default=None,
                    help="step: lr = 1e-3 * 0.5^(epoch // 15), as the study's report describes")
     p.add_argument("--early-stopping", action="store_true", default=None,
@@ -79,6 +80,7 @@ def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
+        momentum=args.momentum,
         schedule=args.schedule,
         early_stopping=args.early_stopping,
         patience=args.patience,

@@ -49,6 +49,8 @@ class Recipe:
             raise CnnlensError(f"--batch-size must be a positive integer, got {self.batch_size}")
         if not self.lr > 0:
             raise CnnlensError(f"--lr must be positive, got {self.lr}")
+        if not 0.0 <= self.momentum < 1.0:
+            raise CnnlensError(f"--momentum must be in [0, 1), got {self.momentum}")
         if self.l2 < 0:
             raise CnnlensError(f"--l2 must be >= 0, got {self.l2}")
         if self.schedule not in ("none", "step"):
