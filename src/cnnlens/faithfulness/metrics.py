@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from cnnlens.errors import CnnlensError
+from cnnlens.explain.methods import normalize_maps as _engine_normalize
 
 SCORE = "softmax probability of the target class"
 BATCH_ELEMENTS = 2**22  # input elements per scoring batch when batch_size is None (16 MB)
@@ -421,12 +422,11 @@ def insertion(
 
 # -- maps ------------------------------------------------------------------------------------
 def normalize_maps(maps: Tensor) -> Tensor:
-    """Min-max normalise each map to [0, 1]; a constant map becomes all zeros."""
-    flat = maps.reshape(maps.shape[0], -1).float()
-    lo = flat.min(dim=1, keepdim=True).values
-    span = flat.max(dim=1, keepdim=True).values - lo
-    out = torch.where(span > 0, (flat - lo) / torch.where(span > 0, span, 1.0), 0.0)
-    return out.reshape(maps.shape)
+    """Min-max normalise each map to [0, 1] in float32; a constant map becomes all zeros.
+
+    The same normalisation the CAM engine applies, so saved and recomputed maps agree.
+    """
+    return _engine_normalize(maps.float())
 
 
 def random_maps(
