@@ -127,8 +127,11 @@ def compute(args: argparse.Namespace, run_dir: str) -> dict[str, Any]:
         close()
 
 
-def print_results(results: dict[str, Any], out_dir: Any) -> None:
-    """The Table-I-style table, the verdicts between methods, sanity flags and files."""
+def print_results(results: dict[str, Any], out_dir: Any, *, tests: bool = True) -> None:
+    """The Table-I-style table, the verdicts between methods, sanity flags and files.
+
+    ``tests=False`` (inside ``cnnlens run``) leaves the list of paired tests to the report.
+    """
     from cnnlens.faithfulness.table import format_table, format_tests
 
     print(f"faithfulness of {len(results['methods'])} maps (incl. random) on "
@@ -139,7 +142,8 @@ def print_results(results: dict[str, Any], out_dir: Any) -> None:
     print()
     print(format_table(results))
     print()
-    print(format_tests(results))
+    if tests:
+        print(format_tests(results))
     for label, s in results.get("sanity", {}).items():
         corr = ", ".join(f"{r:.2f}" for r in s["spearman_mean"])
         flag = "  FLAGGED: maps barely change" if s["flagged"] else ""
@@ -177,7 +181,7 @@ def pipeline_stage(args: argparse.Namespace) -> Callable[[Any], Any]:
         ).kind == "image":
             opts.metrics = ["drop_increase", "confidence"]
         results = compute(opts, str(run.path))
-        print_results(results, run.faithfulness_dir)
+        print_results(results, run.faithfulness_dir, tests=False)
         return results
 
     return stage
