@@ -72,6 +72,11 @@ RECIPES: dict[str, Recipe] = {
     "study-scheduled": Recipe(
         name="study-scheduled", schedule="step", early_stopping=True, val_fraction=0.1
     ),
+    # Chosen on a 10 % validation split of the MNIST-1D training data (seed 0, 100 epochs):
+    # val accuracy study 0.877, momentum 0.9 0.942, + L2 1e-3 0.962, + L2 2e-3 0.947,
+    # lr 0.003 0.872. Same network, half the study's epochs. Test accuracy (all training
+    # data, 1 thread): seeds 0, 1, 2 -> 0.958, 0.957, 0.947 (study: 0.901, 0.892, 0.898).
+    "tuned": Recipe(name="tuned", momentum=0.9, l2=1e-3, epochs=100),
 }
 
 
