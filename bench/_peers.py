@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import os
 import sys
-import types
 from collections import OrderedDict
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from cnnlens.explain.peers import PGC_CLASSES, torchvision_standin
 
 Runner = Callable[[nn.Module, Tensor, str], object]
 
@@ -30,31 +31,7 @@ def install_torchvision_standin() -> None:
     except ImportError:
         pass
 
-    def raiser(name: str) -> Callable[..., None]:
-        def fail(*_a: object, **_k: object) -> None:
-            raise RuntimeError(f"torchvision stand-in: {name} is not available")
-
-        return fail
-
-    tv = types.ModuleType("torchvision")
-    transforms = types.ModuleType("torchvision.transforms")
-    functional = types.ModuleType("torchvision.transforms.functional")
-    ops = types.ModuleType("torchvision.ops")
-    for name in ("Compose", "Normalize", "ToTensor", "Resize"):
-        setattr(transforms, name, raiser(f"transforms.{name}"))
-    functional.resize = raiser("transforms.functional.resize")  # type: ignore[attr-defined]
-    ops.box_iou = raiser("ops.box_iou")  # type: ignore[attr-defined]
-    transforms.functional = functional  # type: ignore[attr-defined]
-    tv.transforms = transforms  # type: ignore[attr-defined]
-    tv.ops = ops  # type: ignore[attr-defined]
-    sys.modules.update(
-        {
-            "torchvision": tv,
-            "torchvision.transforms": transforms,
-            "torchvision.transforms.functional": functional,
-            "torchvision.ops": ops,
-        }
-    )
+    sys.modules.update(torchvision_standin())
 
 
 class _Squeeze(nn.Module):
@@ -139,16 +116,7 @@ def captum_runner(targets: list[int]) -> Runner:
     return run
 
 
-PGC = {
-    "gradcam": "GradCAM",
-    "gradcampp": "GradCAMPlusPlus",
-    "xgradcam": "XGradCAM",
-    "hirescam": "HiResCAM",
-    "layercam": "LayerCAM",
-    "ablationcam": "AblationCAM",
-    "scorecam": "ScoreCAM",
-    "eigencam": "EigenCAM",
-}
+PGC = PGC_CLASSES
 TORCHCAM = {
     "gradcam": "GradCAM",
     "gradcampp": "GradCAMpp",

@@ -15,34 +15,8 @@ import pytest
 import torch
 from torch import nn
 
+from cnnlens.explain.peers import torchvision_standin
 from cnnlens.models import build_model
-
-
-def _raiser(name: str):  # type: ignore[no-untyped-def]
-    def fail(*_a: object, **_k: object) -> None:
-        raise RuntimeError(f"torchvision stand-in: {name} is not available in cnnlens tests")
-
-    return fail
-
-
-def _torchvision_standin() -> dict[str, types.ModuleType]:
-    tv = types.ModuleType("torchvision")
-    transforms = types.ModuleType("torchvision.transforms")
-    functional = types.ModuleType("torchvision.transforms.functional")
-    ops = types.ModuleType("torchvision.ops")
-    for name in ("Compose", "Normalize", "ToTensor", "Resize"):
-        setattr(transforms, name, _raiser(f"transforms.{name}"))
-    functional.resize = _raiser("transforms.functional.resize")  # type: ignore[attr-defined]
-    ops.box_iou = _raiser("ops.box_iou")  # type: ignore[attr-defined]
-    transforms.functional = functional  # type: ignore[attr-defined]
-    tv.transforms = transforms  # type: ignore[attr-defined]
-    tv.ops = ops  # type: ignore[attr-defined]
-    return {
-        "torchvision": tv,
-        "torchvision.transforms": transforms,
-        "torchvision.transforms.functional": functional,
-        "torchvision.ops": ops,
-    }
 
 
 @pytest.fixture(scope="session")
@@ -53,7 +27,7 @@ def pgc() -> Iterator[types.ModuleType]:
     try:
         import torchvision  # noqa: F401
     except ImportError:
-        for name, mod in _torchvision_standin().items():
+        for name, mod in torchvision_standin().items():
             sys.modules[name] = mod
             added.append(name)
     try:

@@ -11,20 +11,13 @@ import torch
 from torch import nn
 
 from cnnlens.explain import explain
+from cnnlens.explain.peers import PGC_CLASSES as ALL_PGC_CLASSES
 from cnnlens.models import build_model
 
 LAYER = "conv2d_3"
 
-# cnnlens method -> pytorch-grad-cam class name
-PGC_CLASSES = {
-    "gradcam": "GradCAM",
-    "gradcampp": "GradCAMPlusPlus",
-    "xgradcam": "XGradCAM",
-    "hirescam": "HiResCAM",
-    "layercam": "LayerCAM",
-    "ablationcam": "AblationCAM",
-    "scorecam": "ScoreCAM",
-}
+# Eigen-CAM's sign is free: it is compared separately, up to sign.
+PGC_CLASSES = {k: v for k, v in ALL_PGC_CLASSES.items() if k != "eigencam"}
 
 
 def _pgc_maps(
