@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlens.explain.peers import PGC_CLASSES, torchvision_standin
+from peers_shim import PGC_CLASSES, torchvision_standin
 
 Runner = Callable[[nn.Module, Tensor, str], object]
 

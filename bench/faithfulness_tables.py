@@ -82,7 +82,7 @@ def _sanity_lines(res: dict[str, Any]) -> list[str]:
 
 def hmt(args: argparse.Namespace, work: Path) -> list[str]:
     from cnnlens.faithfulness.table import format_table, format_tests
-    from cnnlens.models.keras_import import import_keras
+    from cnnlens.pipeline.keras import import_keras
 
     run = import_keras(DATA / "keras" / "HMT.h5", task="hmt", out_dir=work / "hmt")
     methods = ["gradcam@max_pooling2d_1:prob", "gradcampp@conv2d_3:prob",
@@ -121,7 +121,7 @@ def hmt(args: argparse.Namespace, work: Path) -> list[str]:
 def _random_grids(run: Path, grids: list[int]) -> list[str]:
     """The random baseline on coarser or finer grids: how much the mask's shape matters."""
     from cnnlens.faithfulness import metrics as M
-    from cnnlens.rundir import RunDir
+    from cnnlens.pipeline.folder import RunDir
 
     model, _ = RunDir(run).load_model()
     data = RunDir(run).load_data(data_dir=str(DATA / "hmt"), augment=False)
@@ -139,8 +139,8 @@ def _random_grids(run: Path, grids: list[int]) -> list[str]:
 
 def mnist1d(args: argparse.Namespace, work: Path) -> list[str]:
     from cnnlens.faithfulness.table import format_table, format_tests
-    from cnnlens.models.keras_import import import_keras
-    from cnnlens.rundir import RunDir
+    from cnnlens.pipeline.folder import RunDir
+    from cnnlens.pipeline.keras import import_keras
 
     if args.mnist_run:
         run = Path(args.mnist_run)

@@ -1,8 +1,7 @@
-"""``cnnlens explain``: outputs, one-line errors, and the ``cnnlens run`` stage hook."""
+"""``cnnlens explain``: outputs and one-line errors."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -10,11 +9,12 @@ import pytest
 import torch
 
 from cnnlens.cli import main
-from cnnlens.cli.explain import parse_layer, pipeline_stage
+from cnnlens.cli._common import parse_layer
 from cnnlens.errors import CnnlensError
+from cnnlens.explain.stage import load_cams
 from cnnlens.models import build_model
-from cnnlens.rundir import RunDir
-from cnnlens.train.checkpoint import save_checkpoint
+from cnnlens.pipeline.checkpoint import save_checkpoint
+from cnnlens.pipeline.folder import RunDir
 
 
 @pytest.fixture(scope="session")
@@ -48,9 +48,9 @@ def test_explain_writes_maps_and_says_where(run_dir: Path,
     assert code == 0
     cams = run_dir / "cams"
     assert str(cams / "gradcam.npz") in out and str(cams / "summary.json") in out
-    with np.load(cams / "xgradcam.npz", allow_pickle=False) as f:
-        assert f["maps"].shape == (9, 40)
-        assert str(f["layer"]) == "conv1d_1" and str(f["score"]) == "prob"
+    saved = load_cams(run_dir, "xgradcam")
+    assert saved["maps"].shape == (9, 40) and saved["raw"].shape == (9, 40)
+    assert saved["layer"] == "conv1d_1" and saved["score"] == "prob"
     with np.load(cams / "gradcam.npz", allow_pickle=False) as f:
         assert str(f["layer"]) == "conv1d_2"
     assert not list(cams.glob("*.png"))
@@ -90,23 +90,3 @@ def test_parse_layer() -> None:
         "gradcam": "max_pooling2d_1", "ablationcam": "conv2d_3"}
     with pytest.raises(CnnlensError, match="=conv2d_3"):
         parse_layer("=conv2d_3")
-
-
-def test_pipeline_stage_runs_study_methods_once(run_dir: Path, monkeypatch: pytest.MonkeyPatch,
-                                                capsys: pytest.CaptureFixture[str]) -> None:
-    import cnnlens.explain.stage as stage_mod
-
-    real = stage_mod.run_explain
-    calls: list[dict[str, object]] = []
-
-    def small(*a: object, **k: object) -> dict[str, object]:
-        calls.append(k)
-        return real(*a, **{**k, "figures": False})  # type: ignore[arg-type]
-
-    monkeypatch.setattr(stage_mod, "run_explain", small)
-    stage = pipeline_stage(argparse.Namespace(device="cpu", data_dir=None))
-    first = stage(RunDir(run_dir))
-    assert first["methods"] == ["gradcam", "gradcampp", "ablationcam"] and first["n"] == 1000
-    assert stage(RunDir(run_dir))["methods"] == first["methods"]
-    assert len(calls) == 1  # the second call found the finished outputs
-    assert "already done" in capsys.readouterr().out

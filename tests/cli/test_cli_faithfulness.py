@@ -9,8 +9,8 @@ import torch
 
 from cnnlens.cli import main
 from cnnlens.models import build_model
-from cnnlens.rundir import RunDir
-from cnnlens.train.checkpoint import save_checkpoint
+from cnnlens.pipeline.checkpoint import save_checkpoint
+from cnnlens.pipeline.folder import RunDir
 
 
 @pytest.fixture()
@@ -54,23 +54,3 @@ def test_cli_bad_frac_is_one_line_and_keeps_old_results(
 def test_cli_missing_run_dir(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     rc = main(["faithfulness", str(tmp_path / "nope")])
     assert rc == 2 and "run folder not found" in capsys.readouterr().err
-
-
-def test_pipeline_stage_runs_once_then_skips(
-    run_dir: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    import argparse
-
-    from cnnlens.cli.faithfulness import pipeline_stage
-
-    # what `cnnlens run` passes: its own options, none of the faithfulness ones but these
-    args = argparse.Namespace(device="cpu", data_dir=None, seed=0, batch_size=None,
-                              limit=12, metrics=["drop_increase"], frac=[0.5], no_sanity=True,
-                              no_figures=True)
-    stage = pipeline_stage(args)
-    first = stage(RunDir(run_dir))
-    assert first["n"] == 12 and "random" in first["summary"]
-    assert "| method |" in capsys.readouterr().out
-    again = stage(RunDir(run_dir))
-    assert "already done" in capsys.readouterr().out
-    assert again["summary"] == first["summary"]

@@ -1,19 +1,16 @@
-"""``cnnlens report`` and the report stage of ``cnnlens run``."""
+"""``cnnlens report``."""
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import pytest
 import torch
 
 from cnnlens.cli import main
-from cnnlens.cli.report import pipeline_stage
-from cnnlens.cli.run import _optional_stages
 from cnnlens.models import build_model
-from cnnlens.rundir import RunDir
-from cnnlens.train.checkpoint import save_checkpoint
+from cnnlens.pipeline.checkpoint import save_checkpoint
+from cnnlens.pipeline.folder import RunDir
 
 
 @pytest.fixture()
@@ -60,12 +57,3 @@ def test_cli_errors_are_one_line(run_dir: Path, argv: list[str], needle: str,
     assert err.startswith("cnnlens report: error:") and needle in err
     assert len(err.splitlines()) == 1
     assert not (run_dir / "report.html").exists()
-
-
-def test_pipeline_stage_builds_report(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    args = argparse.Namespace(device="cpu", data_dir=None)
-    names = [name for name, _ in _optional_stages(args)]
-    assert names[-1] == "report"  # `cnnlens run` picks the stage up, last
-    path = pipeline_stage(args)(RunDir(run_dir))
-    assert path == run_dir / "report.html" and path.is_file()
-    assert f"report: {path}" in capsys.readouterr().out

@@ -119,7 +119,8 @@ def _corrupt_folder(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 def test_corrupt_and_truncated_files_raise_naming_the_file(tmp_path: Path) -> None:
     root, garbage, truncated = _corrupt_folder(tmp_path)
-    with pytest.raises(BadImageError, match=r"garbage\.png.*and 1 more.*--skip-bad"):
+    every_file = r"2 unreadable.*garbage\.png.*truncated\.png.*--skip-bad"
+    with pytest.raises(BadImageError, match=every_file):
         ImageFolderDataset(root, size=8, preload=True)
     with pytest.raises(BadImageError, match=r"truncated\.png"):
         decode_image(truncated)

@@ -15,8 +15,8 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlens.explain.peers import torchvision_standin
 from cnnlens.models import build_model
+from peers_shim import torchvision_standin
 
 
 @pytest.fixture(scope="session")

@@ -100,7 +100,7 @@ def test_bad_options_are_errors(mnist_model: nn.Module) -> None:
         cam(mnist_model, _x(), layer="conv1d_2", method="gradcamm")
     with pytest.raises(CnnlensError, match=r"unknown score 'softmax'"):
         cam(mnist_model, _x(), layer="conv1d_2", score="softmax")
-    with pytest.raises(CnnlensError, match=r"CAM input must be a tensor \(N, C, L\)"):
+    with pytest.raises(CnnlensError, match=r"x has shape \(1, 40\); accepted: \(N, C, L\)"):
         cam(mnist_model, torch.randn(1, 40), layer="conv1d_2")
 
 

@@ -54,8 +54,9 @@ def test_signal_figure_has_a_signal_and_strip_per_cell_and_literal_labels() -> N
     assert len(axes) == 3 * len(METHODS) * 2 + 1  # signal + strip per cell, one colorbar
     titles = [ax.get_title() for ax in axes if ax.get_title()]
     assert titles == list(METHODS)
-    assert axes[0].get_ylabel() == r"\$x\$ a"  # escaped: shown literally, not as mathtext
-    assert fig.get_suptitle() == r"Class \$1\$"
+    assert axes[0].get_ylabel() == "$x$ a"  # data text, drawn literally (no mathtext)
+    assert fig.get_suptitle() == "Class $1$"
+    assert not axes[0].yaxis.label.get_parse_math()
     line = axes[0].get_lines()[0]
     np.testing.assert_allclose(line.get_ydata(), sig[0, 0].numpy())
     strip_img = axes[1].get_images()[0].get_array()

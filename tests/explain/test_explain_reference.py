@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from cnnlens.explain import explain
-from cnnlens.explain.peers import PGC_CLASSES as ALL_PGC_CLASSES
 from cnnlens.models import build_model
+from peers_shim import PGC_CLASSES as ALL_PGC_CLASSES
 
 LAYER = "conv2d_3"
 

@@ -14,10 +14,10 @@ import cnnlens.explain as engine
 from cnnlens.errors import CnnlensError
 from cnnlens.explain.stage import default_batch_size, load_cams, read_summary, run_explain
 from cnnlens.models import build_model
-from cnnlens.rundir import RunDir
-from cnnlens.train.checkpoint import save_checkpoint
+from cnnlens.pipeline.checkpoint import save_checkpoint
+from cnnlens.pipeline.folder import RunDir
 
-CLASS_NAMES = [f"digit {i}" for i in range(10)]
+CLASS_NAMES = [str(i) for i in range(10)]  # MNIST-1D's: the data must match the model
 
 
 @pytest.fixture(scope="session")
@@ -122,7 +122,7 @@ def test_unknown_layer_names_it_and_the_closest_valid_ones(run_dir: Path) -> Non
         ({"batch_size": 0}, "--batch-size"),
         ({"score": "softmax"}, "score"),
         ({"split": "val"}, "'val' .*empty"),
-        ({"split": "dev"}, "split 'dev'"),
+        ({"split": "dev"}, "split.*'dev'"),
         ({"methods": ""}, "--methods is empty"),
         ({"layer": {"gradcamm": "conv1d"}}, "gradcamm"),
     ],
@@ -139,14 +139,16 @@ def test_failing_method_leaves_earlier_outputs_untouched(
     run_explain(run_dir, methods="gradcam", limit=8, figures=False)
     cams = RunDir(run_dir).cams_dir
     before = {p.name: p.read_bytes() for p in cams.iterdir()}
-    real = engine.explain
+    import cnnlens.explain.stage as stage_module
+
+    real = stage_module.explain_methods
 
     def flaky(*args: object, **kwargs: object) -> object:
-        if kwargs["method"] == "ablationcam":
+        if "ablationcam" in kwargs["methods"]:  # type: ignore[operator]
             raise RuntimeError("boom")
         return real(*args, **kwargs)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(engine, "explain", flaky)
+    monkeypatch.setattr(stage_module, "explain_methods", flaky)
     with pytest.raises(RuntimeError, match="boom"):
         run_explain(run_dir, methods="gradcam,ablationcam", limit=12, figures=False)
     assert {p.name: p.read_bytes() for p in cams.iterdir()} == before
@@ -166,8 +168,18 @@ def test_figures_are_written_listed_and_valid_pngs(run_dir: Path) -> None:
         with Image.open(RunDir(run_dir).cams_dir / name) as im:
             assert im.format == "PNG" and im.width > 300
     assert ("cams", 6, 6) in calls and ("figures", len(files), len(files)) in calls
-    assert all(c["file"].startswith(f"gallery_class_{c['index']:02d}_digit_")
+    assert all(c["file"] == f"gallery_class_{c['index']:02d}_{c['index']}.png"
                for c in figs["classes"])
+
+
+def test_data_classes_other_than_the_models_are_refused_naming_both(run_dir: Path) -> None:
+    run = RunDir(run_dir)
+    model, meta = run.load_model()
+    names = [f"digit {i}" for i in range(10)]
+    save_checkpoint(run.checkpoints, "model", model, {**meta, "class_names": names})
+    with pytest.raises(CnnlensError, match=r"classes differ.*data: 0, 1.*model: digit 0"):
+        run_explain(run_dir, methods="gradcam", limit=4, figures=False)
+    assert not run.cams_dir.exists()
 
 
 def test_load_cams_of_a_method_not_run_names_the_file(run_dir: Path) -> None:

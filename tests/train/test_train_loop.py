@@ -12,7 +12,7 @@ from cnnlens.data import TaskData
 from cnnlens.errors import CnnlensError
 from cnnlens.models import build_model
 from cnnlens.pipeline import make_config, prepare_run_dir
-from cnnlens.rundir import RunDir
+from cnnlens.pipeline.folder import RunDir
 from cnnlens.train.loop import TrainCallback, kernel_parameters, make_optimizer, train_run
 from cnnlens.train.recipes import get_recipe, lr_at
 

@@ -1,16 +1,18 @@
-"""Options and progress display shared by the CLI commands."""
+"""Options and progress display shared by the CLI commands (parsing and printing only)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, ClassVar
 
 from tqdm import tqdm
 
 from cnnlens.data import TASKS
 from cnnlens.errors import CnnlensError
 from cnnlens.models import MODELS
+from cnnlens.pipeline.runner import Progress
 from cnnlens.train.loop import TrainCallback
 from cnnlens.train.recipes import RECIPES
 
@@ -26,17 +28,78 @@ def positive_int(value: str) -> int:
     return n
 
 
+def non_negative_int(value: str) -> int:
+    """argparse type: an integer >= 0."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
+    return n
+
+
+def split_list(values: Sequence[str] | None) -> list[str] | None:
+    """Accept ``a b``, ``a,b`` or a mix of both."""
+    if values is None:
+        return None
+    return [v.strip() for item in values for v in item.split(",") if v.strip()]
+
+
+def parse_layer(text: str | None) -> str | dict[str, str] | None:
+    """``NAME`` for every method, or ``method=NAME,method=NAME`` per method."""
+    if text is None:
+        return None
+    if "=" not in text:
+        return text.strip()
+    out: dict[str, str] = {}
+    for part in text.split(","):
+        method, sep, layer = part.partition("=")
+        if not sep or not method.strip() or not layer.strip():
+            raise CnnlensError(
+                f"--layer {text!r}: expected NAME or method=NAME[,method=NAME...], got {part!r}"
+            )
+        out[method.strip()] = layer.strip()
+    return out
+
+
+def number_or_name(text: str) -> str | float:
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def add_data_options(p: argparse.ArgumentParser) -> None:
+    """Which data: the task and where its files are."""
+    tasks = ", ".join(f"{k} ({v.description})" for k, v in TASKS.items())
+    p.add_argument("--task", default="mnist1d", help=f"task to run; one of: {tasks} "
+                   "(default mnist1d)")
+    p.add_argument("--data-dir", default=None,
+                   help="data: the image folder (hmt: HMT_train/ and HMT_test/; images: "
+                   "train/ and test/, optional val/) or, for signals, the .npz file")
+    p.add_argument("--data", dest="data_dir", default=None, metavar="FILE.npz",
+                   help="the .npz of --task signals (same as --data-dir)")
+    p.add_argument("--image-size", type=positive_int, default=None,
+                   help="resize images to this square size (224)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable images, listing them (otherwise every bad file is "
+                   "named and nothing runs)")
+
+
 def add_training_options(p: argparse.ArgumentParser) -> None:
     """Options that define a training run (shared by ``train`` and ``run``)."""
-    p.add_argument("--task", default="mnist1d",
-                   help=f"task to run ({', '.join(TASKS)}; default mnist1d)")
+    add_data_options(p)
     p.add_argument("--model", default=None,
-                   help=f"model ({', '.join(MODELS)}; default: the task's model)")
+                   help=f"model: {', '.join(MODELS)} (default: the task's), or your own as "
+                   "module:function or path/to/file.py:function returning an nn.Module "
+                   "(called with those of num_classes, in_channels, input_shape it accepts)")
     p.add_argument("--recipe", default="study",
                    help=f"training recipe ({', '.join(RECIPES)}; default study)")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="epochs (default: the recipe's, 200 for MNIST-1D and 150 for HMT)")
-    p.add_argument("--batch-size", type=positive_int, default=None, help="batch size (32)")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="training batch size (32); other stages have their own")
     p.add_argument("--lr", type=float, default=None, help="learning rate (0.01)")
     p.add_argument("--momentum", type=float, default=None, help="SGD momentum (0)")
     p.add_argument("--schedule", choices=["none", "step"], default=None,
@@ -49,12 +112,11 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    help="fraction of the training data held out for validation (per class)")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None,
                    help="turn off training-time augmentation (images)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (0)")
-    p.add_argument("--data-dir", default=None,
-                   help="data folder (HMT: holds HMT_train/ and HMT_test/)")
-    p.add_argument("--image-size", type=positive_int, default=None,
-                   help="resize images to this square size (224)")
-    p.add_argument("--skip-bad", action="store_true", help="skip unreadable images, listing them")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of training (init, shuffling, augmentation, validation split)")
+    p.add_argument("--tb-cams-every", type=non_negative_int, default=None, metavar="N",
+                   help="log CAM images of fixed test samples to TensorBoard every N epochs "
+                   "(default: 10 times per run; 0: off)")
     add_device_option(p)
 
 
@@ -62,31 +124,21 @@ def add_device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
 
 
-def config_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    """Build a validated run config from parsed training options."""
-    from cnnlens.pipeline import make_config
+def run_options_from_args(args: argparse.Namespace, **stage_options: Any) -> Any:
+    """The :class:`RunOptions` a parsed ``run``/``train`` command line describes."""
+    from cnnlens.pipeline.runner import RunOptions
 
-    if args.val_fraction is not None and not 0.0 <= args.val_fraction < 1.0:
-        raise CnnlensError(f"--val-fraction must be in [0, 1), got {args.val_fraction}")
-    return make_config(
-        task=args.task,
-        model=args.model,
-        recipe=args.recipe,
-        seed=args.seed,
-        device=args.device,
-        data_dir=args.data_dir,
-        image_size=args.image_size,
-        skip_bad=args.skip_bad,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        momentum=args.momentum,
-        schedule=args.schedule,
-        early_stopping=args.early_stopping,
-        patience=args.patience,
-        val_fraction=args.val_fraction,
-        augment=args.augment,
-    )
+    fields = {
+        "task": args.task, "data_dir": args.data_dir, "model": getattr(args, "model", None),
+        "recipe": getattr(args, "recipe", "study"), "seed": getattr(args, "seed", 0),
+        "device": args.device, "image_size": args.image_size, "skip_bad": args.skip_bad,
+        "from_keras": getattr(args, "from_keras", None),
+        "tb_cams_every": getattr(args, "tb_cams_every", None),
+    }
+    for name in ("epochs", "batch_size", "lr", "momentum", "schedule", "early_stopping",
+                 "patience", "val_fraction", "augment"):
+        fields[name] = getattr(args, name, None)
+    return RunOptions(**fields, **stage_options)
 
 
 class TqdmTrainCallback(TrainCallback):
@@ -115,6 +167,57 @@ class TqdmTrainCallback(TrainCallback):
             line += f" | val loss {stats['val_loss']:.4f} acc {stats['val_accuracy']:.4f}"
         line += f" | {stats['items_per_s']:.0f} {self.unit}/s"
         tqdm.write(line, file=sys.stderr)
+
+
+class Bars:
+    """One tqdm bar per named piece of work (``cams``, ``figures``, ``metrics``, ...)."""
+
+    UNITS: ClassVar[dict[str, str]] = {"cams": "map", "figures": "figure"}
+
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix
+        self.bars: dict[str, Any] = {}
+
+    def __call__(self, what: str, done: int, total: int) -> None:
+        bar = self.bars.get(what)
+        if bar is None:
+            bar = self.bars[what] = tqdm(total=total, desc=f"{self.prefix}{what}",
+                                         unit=self.UNITS.get(what, "it"), leave=False,
+                                         file=sys.stderr, dynamic_ncols=True)
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+        self.bars.clear()
+
+
+class CliProgress(Progress):
+    """Stage lines on stdout, bars on stderr."""
+
+    def __init__(self, unit: str = "sample") -> None:
+        self.unit = unit
+        self.bars = Bars()
+
+    def stage(self, name: str, status: str, detail: str = "") -> None:
+        if status == "start":
+            info(f"== {name}")
+        elif status == "skipped":
+            info(f"== {name}: {detail or 'already done'}")
+        else:
+            self.bars.close()
+            info(f"   {name} done ({detail})" if detail else f"   {name} done")
+
+    def note(self, text: str) -> None:
+        info(text)
+
+    def update(self, what: str, done: int, total: int) -> None:
+        self.bars(what, done, total)
+
+    def training(self) -> TrainCallback:
+        return TqdmTrainCallback(self.unit)
 
 
 def info(message: str) -> None:

@@ -3,35 +3,47 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
+from typing import Any
 
-from cnnlens.cli._common import add_device_option, info
+from cnnlens.cli._common import add_device_option, info, positive_int
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("evaluate", help="evaluate a run: metrics and figures in RUN_DIR/eval",
                        description="Accuracy, class-wise accuracy, ROC AUC, normalised "
-                       "confusion matrix, precision/recall/F1 and example panels.")
+                       "confusion matrix, precision/recall/F1 and example panels. The data's "
+                       "classes must be the model's.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run folder")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
-    p.add_argument("--data-dir", default=None, help="data folder, if not the run's")
+    p.add_argument("--data-dir", "--data", dest="data_dir", default=None,
+                   help="data folder (or .npz), if not the run's")
+    p.add_argument("--batch-size", type=positive_int, default=256,
+                   help="samples per forward pass (256)")
+    p.add_argument("--skip-bad", action="store_true", default=None,
+                   help="skip unreadable images, listing them")
     add_device_option(p)
     p.set_defaults(func=main)
 
 
 def main(args: argparse.Namespace) -> int:
     from cnnlens.evaluate.stage import evaluate_run
-    from cnnlens.rundir import RunDir
+    from cnnlens.pipeline.folder import RunDir
 
     run = RunDir(args.run_dir)
-    m = evaluate_run(run, split=args.split, data_dir=args.data_dir, device=args.device)
-    print_summary(m, run)
+    data = None
+    if args.skip_bad:
+        data = run.load_data(data_dir=args.data_dir, augment=False, skip_bad=True)
+    m = evaluate_run(run, split=args.split, data_dir=args.data_dir, device=args.device,
+                     batch_size=args.batch_size, data=data)
+    print_summary(m, run.eval_dir)
     return 0
 
 
-def print_summary(m: dict, run: object) -> None:
+def print_summary(m: dict[str, Any], where: Path | str) -> None:
     info(f"{m['split']} accuracy {m['accuracy']:.4f} ({m['correct']} of {m['n']} correct)")
     for pc in m["per_class"]:
         acc = "n/a" if pc["accuracy"] is None else f"{pc['accuracy']:.3f}"
         auc = "n/a" if pc["roc_auc"] is None else f"{pc['roc_auc']:.3f}"
         info(f"  {pc['class']:>12}  acc {acc}  AUC {auc}  F1 {pc['f1']:.3f}  n={pc['support']}")
-    info(f"metrics and figures: {getattr(run, 'eval_dir', run)}")
+    info(f"metrics and figures: {where}")

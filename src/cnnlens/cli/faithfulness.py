@@ -3,24 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import sys
-from collections.abc import Callable, Sequence
 from typing import Any
 
-from cnnlens.errors import CnnlensError
-
-
-def _split_list(values: Sequence[str] | None) -> list[str] | None:
-    """Accept ``a b``, ``a,b`` or a mix of both."""
-    if values is None:
-        return None
-    out = [v.strip() for item in values for v in item.split(",") if v.strip()]
-    return out
+from cnnlens.cli._common import Bars, number_or_name, positive_int, split_list
 
 
 def register(subparsers: Any) -> None:
     from cnnlens.faithfulness.metrics import BASELINES, METRICS
-    from cnnlens.faithfulness.stage import DEFAULT_METHODS
+    from cnnlens.faithfulness.stage import DEFAULT_METHODS, IMAGE_METRICS
 
     p: argparse.ArgumentParser = subparsers.add_parser(
         "faithfulness",
@@ -39,9 +29,12 @@ def register(subparsers: Any) -> None:
                    help="kept fraction(s) for the drop/increase rate, in (0, 1] "
                    "(default: 0.9 for hmt, 0.15 and 0.3 for mnist1d)")
     p.add_argument("--metrics", nargs="+", default=None, metavar="METRIC",
-                   help=f"metrics to compute ({', '.join(METRICS)}; default: all)")
+                   help=f"metrics to compute ({', '.join(METRICS)}; default: all for signals, "
+                   f"{' '.join(IMAGE_METRICS)} for images, where deletion/insertion take "
+                   "dozens of passes over every image)")
     p.add_argument("--split", default="test", help="train, val or test (default: test)")
-    p.add_argument("--limit", type=int, default=None, help="score only the first N samples")
+    p.add_argument("--limit", type=positive_int, default=None,
+                   help="score only the first N samples")
     p.add_argument("--steps", type=int, default=20,
                    help="deletion/insertion steps (default: %(default)s)")
     p.add_argument("--baseline", default="zero",
@@ -59,72 +52,43 @@ def register(subparsers: Any) -> None:
                    help="compute the maps even when cams/ holds them")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--data-dir", default=None, help="data folder, if it moved since training")
-    p.add_argument("--batch-size", type=int, default=None, help="samples per scoring batch")
+    p.add_argument("--data-dir", "--data", dest="data_dir", default=None,
+                   help="data folder (or .npz), if it moved since training")
+    p.add_argument("--batch-size", type=positive_int, default=None,
+                   help="samples per scoring batch")
     p.set_defaults(func=run)
 
 
-def _baseline(text: str) -> str | float:
-    try:
-        return float(text)
-    except ValueError:
-        return text
-
-
-def _progress() -> tuple[Callable[[str, int, int], None], Callable[[], None]]:
-    from tqdm import tqdm
-
-    bars: dict[str, Any] = {}
-
-    def progress(stage: str, done: int, total: int) -> None:
-        bar = bars.get(stage)
-        if bar is None:
-            bar = bars[stage] = tqdm(total=total, desc=stage, leave=False, file=sys.stderr)
-        bar.update(done - bar.n)
-
-    def close() -> None:
-        for bar in bars.values():
-            bar.close()
-
-    return progress, close
-
-
 def compute(args: argparse.Namespace, run_dir: str) -> dict[str, Any]:
-    """Run the stage with the options in ``args`` (missing ones take their defaults)."""
+    """Run the stage with the options in ``args``."""
     from cnnlens.device import resolve_device
-    from cnnlens.faithfulness.stage import DEFAULT_METHODS, DEFAULT_METRICS, run_faithfulness
+    from cnnlens.faithfulness.stage import run_faithfulness
 
-    n_boot = getattr(args, "n_boot", 2000)
-    if n_boot < 1:
-        raise CnnlensError(f"--n-boot must be at least 1, got {n_boot}")
-    sanity_samples = getattr(args, "sanity_samples", 32)
-    if sanity_samples < 1:
-        raise CnnlensError(f"--sanity-samples must be at least 1, got {sanity_samples}")
-    progress, close = _progress()
+    bars = Bars()
     try:
         return run_faithfulness(
             run_dir,
-            methods=_split_list(getattr(args, "methods", None)) or DEFAULT_METHODS,
-            fracs=getattr(args, "frac", None),
-            metrics=_split_list(getattr(args, "metrics", None)) or DEFAULT_METRICS,
-            split=getattr(args, "split", "test"),
-            limit=getattr(args, "limit", None),
-            data_dir=getattr(args, "data_dir", None),
-            device=resolve_device(getattr(args, "device", "auto")),
-            batch_size=getattr(args, "batch_size", None),
-            steps=getattr(args, "steps", 20),
-            baseline=_baseline(str(getattr(args, "baseline", "zero"))),
-            n_boot=n_boot,
-            seed=getattr(args, "seed", 0),
-            sanity=not getattr(args, "no_sanity", False),
-            sanity_samples=sanity_samples,
-            use_saved=not getattr(args, "recompute", False),
-            random_cells=getattr(args, "random_cells", None),
-            figures=not getattr(args, "no_figures", False),
-            progress=progress,
+            methods=split_list(args.methods),
+            fracs=args.frac,
+            metrics=split_list(args.metrics),
+            split=args.split,
+            limit=args.limit,
+            data_dir=args.data_dir,
+            device=resolve_device(args.device),
+            batch_size=args.batch_size,
+            steps=args.steps,
+            baseline=number_or_name(str(args.baseline)),
+            n_boot=args.n_boot,
+            seed=args.seed,
+            sanity=not args.no_sanity,
+            sanity_samples=args.sanity_samples,
+            use_saved=not args.recompute,
+            random_cells=args.random_cells,
+            figures=not args.no_figures,
+            progress=bars,
         )
     finally:
-        close()
+        bars.close()
 
 
 def print_results(results: dict[str, Any], out_dir: Any, *, tests: bool = True) -> None:
@@ -152,36 +116,8 @@ def print_results(results: dict[str, Any], out_dir: Any, *, tests: bool = True) 
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlens.rundir import RunDir
+    from cnnlens.pipeline.folder import RunDir
 
     results = compute(args, args.run_dir)
     print_results(results, RunDir(args.run_dir).faithfulness_dir)
     return 0
-
-
-def pipeline_stage(args: argparse.Namespace) -> Callable[[Any], Any]:
-    """The stage ``cnnlens run`` calls: skipped when ``faithfulness/results.json`` exists.
-
-    ``run`` has none of this command's options, so defaults apply, except that image tasks
-    skip deletion/insertion (dozens of passes over every image on a CPU; run
-    ``cnnlens faithfulness --metrics ...`` for them).
-    """
-
-    def stage(run: Any) -> Any:
-        from cnnlens.data import get_task
-        from cnnlens.fileio import read_json
-
-        done = run.faithfulness_dir / "results.json"
-        if done.exists():
-            print("faithfulness: already done")
-            return read_json(done)
-        opts = argparse.Namespace(**vars(args))
-        if getattr(opts, "metrics", None) is None and get_task(
-            run.read_config()["task"]
-        ).kind == "image":
-            opts.metrics = ["drop_increase", "confidence"]
-        results = compute(opts, str(run.path))
-        print_results(results, run.faithfulness_dir, tests=False)
-        return results
-
-    return stage

@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cnnlens.data import TASKS
-
 
 def register(subparsers: Any) -> None:
     """Add the ``import-keras`` subcommand."""
@@ -20,7 +18,8 @@ def register(subparsers: Any) -> None:
         "dropped: cnnlens models output logits.",
     )
     p.add_argument("file", metavar="FILE.h5", help="Keras HDF5 model file (model.save(...h5))")
-    p.add_argument("--task", required=True, choices=sorted(TASKS), help="task the model solves")
+    p.add_argument("--task", required=True, choices=["hmt", "mnist1d"],
+                   help="task the model solves")
     p.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to create")
     p.add_argument(
         "--overwrite", action="store_true", help="replace RUN_DIR if it exists and is not empty"
@@ -31,8 +30,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Import the model and say where the run folder is."""
     from cnnlens.models import count_parameters
-    from cnnlens.models.keras_import import import_keras
-    from cnnlens.rundir import RunDir
+    from cnnlens.pipeline.folder import RunDir
+    from cnnlens.pipeline.keras import import_keras
 
     out = import_keras(args.file, task=args.task, out_dir=args.out, overwrite=args.overwrite)
     model, meta = RunDir(out).load_model()

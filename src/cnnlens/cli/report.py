@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from typing import Any
-
-from cnnlens.rundir import RunDir
 
 
 def register(subparsers: Any) -> None:
@@ -28,22 +25,10 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlens.report import build_report
+    from cnnlens.pipeline.folder import RunDir
+    from cnnlens.report.stage import ReportOptions, run_stage
 
-    path = build_report(args.run_dir, out=args.out, max_image_px=args.max_image_px)
+    path = run_stage(RunDir(args.run_dir), ReportOptions(out=args.out,
+                                                         max_image_px=args.max_image_px))
     print(path, flush=True)
     return 0
-
-
-def pipeline_stage(args: argparse.Namespace) -> Callable[[RunDir], Any]:
-    """The last stage of ``cnnlens run``: always rebuilt, it is cheap and reflects every stage."""
-    from cnnlens.cli._common import info
-
-    def stage(run: RunDir) -> Any:
-        from cnnlens.report import build_report
-
-        path = build_report(run.path)
-        info(f"report: {path}")
-        return path
-
-    return stage

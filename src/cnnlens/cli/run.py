@@ -1,65 +1,128 @@
-"""``cnnlens run``: the main job, every stage into one run folder."""
+"""``cnnlens run``: the main job, every stage into one run folder (:func:`cnnlens.pipeline.run`)."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
 from typing import Any
 
-from cnnlens.cli._common import TqdmTrainCallback, add_training_options, config_from_args, info
+from cnnlens.cli._common import (
+    CliProgress,
+    add_training_options,
+    info,
+    number_or_name,
+    parse_layer,
+    positive_int,
+    run_options_from_args,
+    split_list,
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    p = sub.add_parser("run", help="train, evaluate, explain and report in one go",
-                       description="Run the whole pipeline into one run folder. Starting it "
-                       "again on the same folder and config continues where it stopped.")
+    from cnnlens.explain.methods import METHODS
+    from cnnlens.faithfulness.metrics import METRICS
+
+    p = sub.add_parser(
+        "run", help="train (or import), evaluate, explain, score and report in one go",
+        description="Run the whole pipeline into one run folder: train (or --from-keras "
+        "import) -> evaluate -> explain -> faithfulness -> report. Starting it again on the "
+        "same folder and options continues where it stopped. Training options change "
+        "training only; the later stages have their own options below (--device and "
+        "--data-dir apply to every stage).")
     add_training_options(p)
+    p.add_argument("--from-keras", default=None, metavar="FILE.h5",
+                   help="import this trained Keras 2 HDF5 model instead of training")
     p.add_argument("--out", default=None, help="run folder (default: runs/<task>-<timestamp>)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run of another config in --out")
+    e = p.add_argument_group("explain and faithfulness")
+    e.add_argument("--methods", default=None,
+                   help=f"CAM methods, comma-separated, of {', '.join(METHODS)} (default: "
+                   "gradcam,gradcampp,ablationcam)")
+    e.add_argument("--layer", default=None,
+                   help="CAM layer for all methods (NAME) or per method (gradcam=NAME,...); "
+                   "default: the model's (the study's layers), or for your own model the last "
+                   "conv-like layer with spatial output (printed)")
+    e.add_argument("--score", choices=["logit", "prob"], default=None,
+                   help="score the CAMs explain (default: the model's; the study's models: "
+                   "logit for MNIST-1D, prob for HMT as the Keras models differentiated)")
+    e.add_argument("--limit", type=positive_int, default=None,
+                   help="explain and score only the first N samples of the test split")
+    e.add_argument("--frac", nargs="+", type=float, default=None, metavar="F",
+                   help="kept fraction(s) of the drop/increase rate (default: 0.9 for hmt, "
+                   "0.15 and 0.3 for mnist1d)")
+    e.add_argument("--metrics", nargs="+", default=None, metavar="METRIC",
+                   help=f"faithfulness metrics ({', '.join(METRICS)}; default: all for "
+                   "signals, drop_increase and confidence for images)")
+    e.add_argument("--baseline", default="zero",
+                   help="value removed positions take in the metrics (zero, mean or a number)")
+    e.add_argument("--faithfulness-seed", type=int, default=0,
+                   help="seed of the random baseline maps and the bootstrap (0)")
+    e.add_argument("--no-sanity", action="store_true",
+                   help="skip the model-randomization sanity check")
+    e.add_argument("--max-image-px", type=int, default=None,
+                   help="downscale report figures larger than this (0: full size)")
     p.set_defaults(func=main)
 
 
+def options_from_args(args: argparse.Namespace) -> Any:
+    """The pipeline options this command line asks for (the Python API takes the same)."""
+    from cnnlens.explain.stage import ExplainOptions
+    from cnnlens.faithfulness.stage import FaithfulnessOptions
+    from cnnlens.report.images import DEFAULT_MAX_IMAGE_PX
+    from cnnlens.report.stage import ReportOptions
+
+    methods = split_list([args.methods]) if args.methods else None
+    layer = parse_layer(args.layer)
+    explain = ExplainOptions(methods=tuple(methods) if methods else None, layer=layer,
+                             score=args.score, limit=args.limit)
+    faith_methods: tuple[str, ...] | None = None
+    if methods or layer is not None or args.score:
+        names = methods or ["gradcam", "gradcampp", "ablationcam"]
+        faith_methods = tuple(_method_spec(m, layer, args.score) for m in names)
+    faithfulness = FaithfulnessOptions(
+        methods=faith_methods,
+        fracs=tuple(args.frac) if args.frac else None,
+        metrics=tuple(split_list(args.metrics) or ()) or None,
+        limit=args.limit, baseline=number_or_name(args.baseline),
+        seed=args.faithfulness_seed, sanity=not args.no_sanity)
+    report = ReportOptions(max_image_px=DEFAULT_MAX_IMAGE_PX if args.max_image_px is None
+                           else args.max_image_px)
+    return run_options_from_args(args, explain=explain, faithfulness=faithfulness,
+                                 report=report)
+
+
+def _method_spec(method: str, layer: Any, score: str | None) -> str:
+    """``name[@layer][:score]`` for the faithfulness stage, matching the explain options."""
+    at = layer.get(method) if isinstance(layer, dict) else layer
+    return method + (f"@{at}" if at else "") + (f":{score}" if score else "")
+
+
 def main(args: argparse.Namespace) -> int:
-    from cnnlens.evaluate.stage import evaluate_run
-    from cnnlens.pipeline import prepare_run_dir, run_pipeline
-    from cnnlens.rundir import RunDir
-    from cnnlens.train.loop import train_run
+    from cnnlens.pipeline.runner import run
 
-    cfg = config_from_args(args)
-    run = prepare_run_dir(args.out, cfg, overwrite=args.overwrite)
-    info(f"run folder: {run.path}")
-    unit = "signal" if cfg["task"] == "mnist1d" else "img"
-
-    def train(r: RunDir) -> Any:
-        if r.is_trained():
-            info("train: already done")
-            return None
-        return train_run(r, resume=True, callback=TqdmTrainCallback(unit))
-
-    def evaluate(r: RunDir) -> Any:
-        return evaluate_run(r, device=args.device)
-
-    stages = [("train", train), ("evaluate", evaluate)]
-    stages += _optional_stages(args)
-    results = run_pipeline(run, stages, on_stage=lambda name: info(f"== {name}"))
-    m = results["evaluate"]
-    from cnnlens.cli.evaluate import print_summary
-
-    print_summary(m, run)
-    info(f"done: {run.path} — test accuracy {m['accuracy']:.4f}")
+    opts = options_from_args(args)
+    unit = "signal" if opts.task in ("mnist1d", "signals") else "img"
+    progress = CliProgress(unit)
+    result = run(opts, out=args.out, overwrite=args.overwrite, progress=progress)
+    info(f"run folder: {result.path}")
+    print_result(result)
     return 0
 
 
-def _optional_stages(args: argparse.Namespace) -> list[tuple[str, Any]]:
-    """Later stages, each provided by its CLI module as ``pipeline_stage(args)``."""
-    stages = []
-    for name in ("explain", "faithfulness", "report"):
-        try:
-            module = importlib.import_module(f"cnnlens.cli.{name}")
-        except ModuleNotFoundError:
-            continue
-        stage = getattr(module, "pipeline_stage", None)
-        if stage is not None:
-            stages.append((name, stage(args)))
-    return stages
+def print_result(result: Any) -> None:
+    """Accuracy per class, the faithfulness table and where the report is."""
+    from cnnlens.cli.evaluate import print_summary
+    from cnnlens.cli.faithfulness import print_results
+
+    if result.evaluation:
+        print_summary(result.evaluation, result.path / "eval")
+    if result.faithfulness:
+        print_results(result.faithfulness, result.path / "faithfulness", tests=False)
+    if result.report:
+        info(f"report: {result.report}")
+    times = ", ".join(f"{k} {v['seconds']:.1f} s" if v["status"] == "ran" else f"{k} skipped"
+                      for k, v in result.stages.items())
+    if times:
+        info(f"stages: {times}")
+    if result.accuracy is not None:
+        info(f"done: {result.path} — test accuracy {result.accuracy:.4f}")

@@ -2,6 +2,9 @@
 
 A task loader returns a :class:`TaskData` with ``train`` / ``val`` / ``test`` datasets
 yielding ``(x, y)`` pairs: ``x`` a float32 tensor ``(C, *spatial)``, ``y`` an int.
+Built-in tasks: ``mnist1d`` (generated signals), ``hmt`` (the study's histology split),
+and two for a user's own data: ``images`` (``DIR/train|test[|val]/<class>/*``) and
+``signals`` (arrays in one ``.npz``).
 """
 
 from __future__ import annotations
@@ -13,12 +16,16 @@ from typing import Any
 
 from torch.utils.data import Dataset
 
-from cnnlens.errors import unknown_choice
+from cnnlens.errors import CnnlensError, unknown_choice
 
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Everything that decides which samples a run sees (stored in the run's config)."""
+    """Everything that decides which samples a run sees (stored in the run's config).
+
+    ``data_dir`` is the image folder (``hmt``, ``images``) or the ``.npz`` file
+    (``signals``).
+    """
 
     task: str
     data_dir: str | None = None
@@ -48,16 +55,33 @@ class TaskData:
         dataset: Dataset[Any] = getattr(self, name)
         return dataset
 
+    def eval_split(self, name: str) -> Dataset[Any]:
+        """A split without train-time augmentation (what evaluation and explanation read)."""
+        dataset = self.split(name)
+        plain = getattr(dataset, "without_augmentation", None)
+        return plain() if callable(plain) else dataset
+
+
+@dataclass(frozen=True)
+class TaskShape:
+    """What a model needs to know about a task before any sample is decoded."""
+
+    class_names: list[str]
+    input_shape: tuple[int, ...]  # (C, *spatial)
+    kind: str
+
 
 @dataclass(frozen=True)
 class TaskSpec:
-    """A task: how to load it and which model and CAM layer fit it by default."""
+    """A task: how to load it, how to describe it cheaply, and which model fits it."""
 
     name: str
     model: str
     kind: str
     load: Callable[[DataConfig], TaskData]
+    describe: Callable[[DataConfig], TaskShape]
     description: str
+    needs: str = ""  # what --data-dir must point at ("" when the task needs nothing)
 
 
 def _load_mnist1d(cfg: DataConfig) -> TaskData:
@@ -66,10 +90,46 @@ def _load_mnist1d(cfg: DataConfig) -> TaskData:
     return load_mnist1d_task(cfg)
 
 
+def _describe_mnist1d(cfg: DataConfig) -> TaskShape:
+    from cnnlens.data.mnist1d import CLASS_NAMES, LENGTH
+
+    return TaskShape(list(CLASS_NAMES), (1, LENGTH), "signal")
+
+
 def _load_hmt(cfg: DataConfig) -> TaskData:
     from cnnlens.data.hmt import load_hmt_task
 
     return load_hmt_task(cfg)
+
+
+def _describe_hmt(cfg: DataConfig) -> TaskShape:
+    from cnnlens.data.hmt import describe_hmt
+
+    return describe_hmt(cfg)
+
+
+def _load_images(cfg: DataConfig) -> TaskData:
+    from cnnlens.data.images import load_image_folder_task
+
+    return load_image_folder_task(cfg)
+
+
+def _describe_images(cfg: DataConfig) -> TaskShape:
+    from cnnlens.data.images import describe_image_folders
+
+    return describe_image_folders(cfg)
+
+
+def _load_signals(cfg: DataConfig) -> TaskData:
+    from cnnlens.data.signals import load_signals_task
+
+    return load_signals_task(cfg)
+
+
+def _describe_signals(cfg: DataConfig) -> TaskShape:
+    from cnnlens.data.signals import describe_signals
+
+    return describe_signals(cfg)
 
 
 TASKS: dict[str, TaskSpec] = {
@@ -78,6 +138,7 @@ TASKS: dict[str, TaskSpec] = {
         model="mnist1d-cnn",
         kind="signal",
         load=_load_mnist1d,
+        describe=_describe_mnist1d,
         description="MNIST-1D, 4000 train / 1000 test signals of length 40, generated locally",
     ),
     "hmt": TaskSpec(
@@ -85,7 +146,30 @@ TASKS: dict[str, TaskSpec] = {
         model="hmt-vgg7",
         kind="image",
         load=_load_hmt,
+        describe=_describe_hmt,
         description="Kather 2016 colorectal histology tiles, 8 classes (HMT split)",
+        needs="a folder holding HMT_train/<class>/ and HMT_test/<class>/ (get it with "
+        "`cnnlens data download hmt --to DIR`)",
+    ),
+    "images": TaskSpec(
+        name="images",
+        model="hmt-vgg7",
+        kind="image",
+        load=_load_images,
+        describe=_describe_images,
+        description="your own image folders: DIR/train/<class>/*, DIR/test/<class>/* "
+        "(optional DIR/val/<class>/*)",
+        needs="a folder holding train/<class>/ and test/<class>/ (optional val/<class>/)",
+    ),
+    "signals": TaskSpec(
+        name="signals",
+        model="mnist1d-cnn",
+        kind="signal",
+        load=_load_signals,
+        describe=_describe_signals,
+        description="your own 1-D signals: x_train, y_train, x_test, y_test (optional x_val, "
+        "y_val, class_names) in one .npz, shapes (N, L) or (N, C, L)",
+        needs="an .npz file with x_train, y_train, x_test, y_test",
     ),
 }
 
@@ -103,6 +187,21 @@ def load_task(cfg: DataConfig) -> TaskData:
     return get_task(cfg.task).load(cfg)
 
 
+def describe_task(cfg: DataConfig) -> TaskShape:
+    """Class names and input shape of a task, without decoding its samples."""
+    return get_task(cfg.task).describe(cfg)
+
+
+def require_data_dir(cfg: DataConfig) -> Path:
+    """``cfg.data_dir`` as a path, or an error saying what the task needs."""
+    spec = TASKS.get(cfg.task)
+    if cfg.data_dir is None:
+        flag = "--data FILE.npz" if cfg.task == "signals" else "--data-dir DIR"
+        needs = spec.needs if spec is not None and spec.needs else "where its data is"
+        raise CnnlensError(f"task {cfg.task} needs {flag}: {needs}")
+    return Path(cfg.data_dir)
+
+
 def default_cache_dir() -> Path:
     """Where generated or decoded data is cached (``$CNNLENS_CACHE`` or ``~/.cache/cnnlens``)."""
     import os
@@ -110,5 +209,5 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("CNNLENS_CACHE", Path.home() / ".cache" / "cnnlens"))
 
 
-__all__ = ["TASKS", "DataConfig", "TaskData", "TaskSpec", "default_cache_dir", "get_task",
-           "load_task"]
+__all__ = ["TASKS", "DataConfig", "TaskData", "TaskShape", "TaskSpec", "default_cache_dir",
+           "describe_task", "get_task", "load_task", "require_data_dir"]

@@ -1,10 +1,12 @@
-"""The HMT task: Kather 2016 histology tiles in the study's ``HMT_train`` / ``HMT_test`` layout."""
+"""The HMT task: Kather 2016 histology tiles in the study's ``HMT_train`` / ``HMT_test`` layout.
+
+A named preset of the ``images`` task: the same loader with the study's folder names.
+"""
 
 from __future__ import annotations
 
-from cnnlens.data import DataConfig, TaskData
-from cnnlens.data.images import load_image_folder_task
-from cnnlens.errors import CnnlensError
+from cnnlens.data import DataConfig, TaskData, TaskShape
+from cnnlens.data.images import describe_image_folders, load_image_folder_task
 
 HMT_CLASSES = [
     "01_TUMOR", "02_STROMA", "03_COMPLEX", "04_LYMPHO",
@@ -12,6 +14,7 @@ HMT_CLASSES = [
 ]
 TRAIN_FOLDER = "HMT_train"
 TEST_FOLDER = "HMT_test"
+HINT = "get them with `cnnlens data download hmt`"
 
 
 def load_hmt_task(cfg: DataConfig) -> TaskData:
@@ -20,14 +23,13 @@ def load_hmt_task(cfg: DataConfig) -> TaskData:
     Class names are the sorted class folders of ``HMT_train``; see
     :func:`cnnlens.data.images.load_image_folder_task` for the rest.
     """
-    if cfg.data_dir is None:
-        raise CnnlensError(
-            "task hmt needs its image folder: pass --data-dir DIR (holding HMT_train/ and "
-            "HMT_test/) or get it with `cnnlens data download hmt --to DIR`"
-        )
     return load_image_folder_task(
-        cfg,
-        train_folder=TRAIN_FOLDER,
-        test_folder=TEST_FOLDER,
-        hint="get them with `cnnlens data download hmt`",
+        cfg, train_folder=TRAIN_FOLDER, test_folder=TEST_FOLDER, val_folder=None, hint=HINT
     )
+
+
+def describe_hmt(cfg: DataConfig) -> TaskShape:
+    """The study's 8 classes and ``(3, size, size)``; the folder is read when it is given."""
+    if cfg.data_dir is None:
+        return TaskShape(list(HMT_CLASSES), (3, cfg.image_size, cfg.image_size), "image")
+    return describe_image_folders(cfg, train_folder=TRAIN_FOLDER, test_folder=TEST_FOLDER)

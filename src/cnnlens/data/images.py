@@ -24,7 +24,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
-from cnnlens.data import DataConfig, TaskData
+from cnnlens.data import DataConfig, TaskData, TaskShape, require_data_dir
 from cnnlens.data.augment import (
     STUDY_AUGMENT,
     AugmentConfig,
@@ -57,6 +57,17 @@ def image_extensions() -> frozenset[str]:
 
 class BadImageError(CnnlensError):
     """A file that cannot be used as an image tile (corrupt, truncated, oversize, odd mode)."""
+
+
+def bad_files_error(bad: dict[int, str], *, listed: int = 5) -> BadImageError:
+    """One error naming every bad file (the first ``listed`` with their reasons)."""
+    msgs = [bad[i] for i in sorted(bad)]
+    text = "; ".join(msgs[:listed])
+    more = f"; and {len(msgs) - listed} more" if len(msgs) > listed else ""
+    return BadImageError(
+        f"{len(msgs)} unreadable image file(s): {text}{more}; pass --skip-bad to skip and "
+        "list them"
+    )
 
 
 # --------------------------------------------------------------------------- scanning
@@ -358,9 +369,7 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
                 self._store.save_cache(cache)
         bad = self._store.bad
         if bad and not skip_bad:
-            first = bad[min(bad)]
-            more = f" (and {len(bad) - 1} more bad files)" if len(bad) > 1 else ""
-            raise BadImageError(f"{first}{more}; pass --skip-bad to skip unreadable files")
+            raise bad_files_error(bad)
         self._indices = np.asarray(
             [i for i in range(len(self.scan.files)) if i not in bad], dtype=np.int64
         )
@@ -376,6 +385,12 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
         view.epoch = 0
         return view
 
+    def without_augmentation(self) -> ImageFolderDataset:
+        """The same items with no train-time augmentation (for evaluation)."""
+        if self.augment is None:
+            return self
+        return self.subset(np.arange(len(self)), augment=None)
+
     def set_epoch(self, epoch: int) -> None:
         """Select the augmentation draw of ``epoch`` (call it at the start of every epoch)."""
         if epoch < 0:
@@ -387,7 +402,7 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
         bad = self._store.fill(num_threads)
         hit = [i for i in self._indices.tolist() if i in bad]
         if hit:
-            raise BadImageError(f"{bad[hit[0]]}; pass --skip-bad to skip unreadable files")
+            raise bad_files_error({i: bad[i] for i in hit})
 
     # -- data ------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -444,22 +459,27 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
 
 
 # --------------------------------------------------------------------------- task
-def load_image_folder_task(
-    cfg: DataConfig, *, train_folder: str = "train", test_folder: str = "test", hint: str = ""
-) -> TaskData:
-    """A task from ``<data_dir>/<train_folder>/<class>/`` and ``<data_dir>/<test_folder>/<class>/``.
+def describe_image_folders(
+    cfg: DataConfig, *, train_folder: str = "train", test_folder: str = "test"
+) -> TaskShape:
+    """Class names (the train folder's class folders) and input shape, decoding nothing."""
+    root = _check_layout(cfg, train_folder, test_folder, "")
+    names = scan_class_names(root / train_folder)
+    return TaskShape(names, (3, cfg.image_size, cfg.image_size), "image")
 
-    Class names are the sorted class folders of the train folder (the test folder must have
-    the same). ``val`` is a stratified holdout of train (``cfg.val_fraction``, never
-    augmented); ``train`` gets the study's augmentation when ``cfg.augment``. Tiles decode
-    lazily and are cached in memory; with ``cfg.skip_bad`` or ``cfg.cache_dir`` everything is
-    decoded up front (and with ``cache_dir`` saved for the next run).
-    """
-    if cfg.data_dir is None:
-        raise CnnlensError(
-            f"task {cfg.task} needs --data-dir DIR holding {train_folder}/ and {test_folder}/"
-        )
-    root = Path(cfg.data_dir)
+
+def scan_class_names(root: Path) -> list[str]:
+    """Sorted class folder names of ``root`` (hidden entries and loose files ignored)."""
+    names = sorted(e.name for e in root.iterdir() if e.is_dir() and not e.name.startswith("."))
+    if not names:
+        raise CnnlensError(f"{root}: no class folders; expected {root}/<class>/<image files>")
+    return names
+
+
+def _check_layout(cfg: DataConfig, train_folder: str, test_folder: str, hint: str) -> Path:
+    root = require_data_dir(cfg)
+    if not root.is_dir():
+        raise CnnlensError(f"--data-dir {root}: not a folder")
     for name in (train_folder, test_folder):
         if not (root / name).is_dir():
             extra = f" ({hint})" if hint else ""
@@ -467,6 +487,28 @@ def load_image_folder_task(
                 f"{root / name}: folder not found; --data-dir must hold {train_folder}/<class>/ "
                 f"and {test_folder}/<class>/{extra}"
             )
+    return root
+
+
+def load_image_folder_task(
+    cfg: DataConfig,
+    *,
+    train_folder: str = "train",
+    test_folder: str = "test",
+    val_folder: str | None = "val",
+    hint: str = "",
+) -> TaskData:
+    """A task from ``<data_dir>/<train_folder>/<class>/`` and ``<data_dir>/<test_folder>/<class>/``.
+
+    Class names are the sorted class folders of the train folder (the test folder, and a
+    ``val_folder`` if present, must have the same). Without a val folder, ``val`` is a
+    stratified holdout of train (``cfg.val_fraction``); it is never augmented; ``train``
+    gets the study's augmentation when ``cfg.augment``. Tiles decode lazily (or all at once
+    with :meth:`ImageFolderDataset.preload`) and are cached in memory; with
+    ``cfg.skip_bad`` or ``cfg.cache_dir`` everything is decoded up front (and with
+    ``cache_dir`` saved for the next run).
+    """
+    root = _check_layout(cfg, train_folder, test_folder, hint)
     train_all = ImageFolderDataset(
         root / train_folder, size=cfg.image_size, skip_bad=cfg.skip_bad, cache_dir=cfg.cache_dir
     )
@@ -477,26 +519,36 @@ def load_image_folder_task(
         skip_bad=cfg.skip_bad,
         cache_dir=cfg.cache_dir,
     )
-    keep, hold = stratified_holdout(train_all.targets, cfg.val_fraction, cfg.seed)
     augment = STUDY_AUGMENT if cfg.augment else None
-    train = train_all.subset(keep, augment=augment)
+    val_root = root / val_folder if val_folder else None
+    if val_root is not None and val_root.is_dir():
+        val = ImageFolderDataset(
+            val_root,
+            size=cfg.image_size,
+            class_names=train_all.class_names,
+            skip_bad=cfg.skip_bad,
+            cache_dir=cfg.cache_dir,
+        )
+        train = train_all.subset(np.arange(len(train_all)), augment=augment)
+        val_source: str | None = str(val_root)
+    else:
+        keep, hold = stratified_holdout(train_all.targets, cfg.val_fraction, cfg.seed)
+        train = train_all.subset(keep, augment=augment)
+        val = train_all.subset(hold)
+        val_source = f"{cfg.val_fraction:g} of {train_folder}/ per class" if len(hold) else None
     train.seed = cfg.seed
-    val = train_all.subset(hold)
-    train_info, test_info = train_all.info(), test.info()
+    infos = {"train": train_all.info(), "test": test.info()}
+    if val_source and val_source == str(val_root):
+        infos["val"] = val.info()
     info = {
         "source": str(root),
         "image_size": cfg.image_size,
         "augment": dict(augment.__dict__) if augment else None,
-        "files_per_class": {
-            "train": train_info["files_per_class"],
-            "test": test_info["files_per_class"],
-        },
+        "files_per_class": {k: v["files_per_class"] for k, v in infos.items()},
         "split_sizes": {"train": len(train), "val": len(val), "test": len(test)},
-        "skipped_non_image": {
-            "train": train_info["skipped_non_image"],
-            "test": test_info["skipped_non_image"],
-        },
-        "skipped": train_info["skipped"] + test_info["skipped"],
+        "val_source": val_source,
+        "skipped_non_image": {k: v["skipped_non_image"] for k, v in infos.items()},
+        "skipped": [s for v in infos.values() for s in v["skipped"]],
     }
     return TaskData(
         class_names=list(train_all.class_names),

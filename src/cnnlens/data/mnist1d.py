@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -18,10 +20,12 @@ from torch.utils.data import TensorDataset
 
 from cnnlens.data import DataConfig, TaskData, default_cache_dir
 from cnnlens.data.splits import stratified_holdout
-from cnnlens.errors import CnnlensError
 from cnnlens.fileio import write_npz
 
+log = logging.getLogger(__name__)
+
 CLASS_NAMES = [str(i) for i in range(10)]
+LENGTH = 40  # the package's default signal length
 _KEYS = ("x", "y", "x_test", "y_test", "t")
 
 
@@ -66,16 +70,33 @@ def load_mnist1d(
     root = Path(cache_dir) if cache_dir else default_cache_dir()
     path = root / "mnist1d" / f"mnist1d_{_cache_key(full)}.npz"
     if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                return {k: f[k] for k in _KEYS}
-        except (OSError, ValueError, KeyError):
-            pass  # a corrupt cache file is regenerated below and replaced atomically
+        cached = _read_cache(path)
+        if cached is not None:
+            return cached
     arrays = generate_mnist1d(full)
     try:
         write_npz(path, **arrays)
-    except OSError as exc:
-        raise CnnlensError(f"{path}: cannot write MNIST-1D cache ({exc})") from None
+    except OSError as exc:  # the data are fine; only the next run pays the 1 s again
+        log.warning("%s: cannot write the MNIST-1D cache (%s); continuing without it", path,
+                    exc.strerror or exc)
+    return arrays
+
+
+def _read_cache(path: Path) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when the file is truncated, empty, stale or otherwise bad.
+
+    A bad cache is never an error: it is regenerated and replaced atomically.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: np.asarray(f[k]) for k in _KEYS}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None
+    x, y, x_test, y_test = (arrays[k] for k in ("x", "y", "x_test", "y_test"))
+    if (x.ndim != 2 or y.shape != (x.shape[0],) or x_test.ndim != 2
+            or y_test.shape != (x_test.shape[0],) or x.shape[0] == 0
+            or not np.issubdtype(y.dtype, np.integer) or not np.isfinite(x).all()):
+        return None
     return arrays
 
 

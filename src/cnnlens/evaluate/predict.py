@@ -9,7 +9,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
-from cnnlens.train.loop import iterate_batches
+from cnnlens.data.batching import iterate_batches
 
 
 @torch.inference_mode()

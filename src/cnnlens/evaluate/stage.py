@@ -2,18 +2,58 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from cnnlens.data import TaskData
 from cnnlens.device import resolve_device
 from cnnlens.errors import CnnlensError
 from cnnlens.evaluate import plots
 from cnnlens.evaluate.metrics import classification_metrics
 from cnnlens.evaluate.predict import predict_proba
 from cnnlens.fileio import read_json, write_json, write_npz
+from cnnlens.pipeline.folder import RunDir, load_checked_data
 from cnnlens.plotting import save_figure
-from cnnlens.rundir import RunDir
+
+METRICS_FILE = "metrics.json"
+
+
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """What the evaluate stage computes (``cnnlens evaluate`` options)."""
+
+    split: str = "test"
+    batch_size: int = 256
+
+    def validate(self) -> None:
+        if self.split not in ("train", "val", "test"):
+            raise CnnlensError(f"--split {self.split!r}: accepted: train, val, test")
+        if isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise CnnlensError(f"--batch-size must be a positive integer, got {self.batch_size}")
+
+
+def is_done(run: RunDir, options: EvaluateOptions | None = None) -> bool:
+    """Done when ``eval/metrics.json`` holds this split for the current model weights."""
+    opts = options or EvaluateOptions()
+    path = run.eval_dir / METRICS_FILE
+    if not path.is_file():
+        return False
+    try:
+        done = read_json(path)
+    except CnnlensError:
+        return False
+    return (isinstance(done, dict) and done.get("split") == opts.split
+            and done.get("model_digest") == run.model_digest() != "")
+
+
+def read_metrics(run: RunDir) -> dict[str, Any]:
+    """The metrics a finished evaluate stage wrote."""
+    metrics = read_json(run.eval_dir / METRICS_FILE)
+    if not isinstance(metrics, dict):
+        raise CnnlensError(f"{run.eval_dir / METRICS_FILE}: not an evaluation result")
+    return metrics
 
 
 def evaluate_run(
@@ -23,38 +63,59 @@ def evaluate_run(
     data_dir: str | None = None,
     device: str = "auto",
     batch_size: int = 256,
+    data: TaskData | None = None,
 ) -> dict[str, Any]:
-    """Write ``eval/metrics.json``, ``eval/predictions.npz`` and the figures; return metrics."""
-    dev = resolve_device(device)
-    model, meta = run.load_model(device=dev)
-    data = run.load_data(data_dir=data_dir, augment=False)
-    dataset = data.split(split)
-    if len(dataset) == 0:  # type: ignore[arg-type]
-        raise CnnlensError(f"--split {split}: the split is empty for this run")
-    probs, labels = predict_proba(model, dataset, batch_size=batch_size, device=dev)
-    class_names = list(meta.get("class_names") or data.class_names)
-    if probs.shape[1] != len(class_names):
-        raise CnnlensError(
-            f"model outputs {probs.shape[1]} classes but the data has {len(class_names)}"
-        )
-    metrics = classification_metrics(labels, probs, class_names)
-    metrics.update(split=split, class_names=class_names)
+    """Write ``eval/metrics.json``, ``eval/predictions.npz`` and the figures; return metrics.
 
-    out = run.eval_dir
-    write_npz(out / "predictions.npz", probs=probs, labels=labels,
-              predicted=probs.argmax(1), indices=np.arange(len(labels)))
-    history_path = run.train_dir / "history.json"
-    if history_path.exists():
-        history = read_json(history_path)
-        if history:
-            save_figure(plots.learning_curves(history), out / "learning_curves.png")
-    save_figure(plots.roc_curves(metrics), out / "roc_curves.png")
-    save_figure(plots.confusion_matrix(metrics, class_names), out / "confusion_matrix.png")
-    wanted = {e["index"] for group in metrics["examples"].values() for e in group}
-    inputs = {i: np.asarray(dataset[i][0]) for i in sorted(wanted)}
-    save_figure(
-        plots.example_panel(metrics["examples"], inputs, class_names, kind=data.kind),
-        out / "examples.png",
-    )
-    write_json(out / "metrics.json", metrics)
+    The data's classes must be the model's (a renamed or extra class folder would silently
+    permute labels). ``data`` lets the pipeline pass data it already decoded.
+    """
+    opts = EvaluateOptions(split=split, batch_size=batch_size)
+    opts.validate()
+    with run.lock():
+        dev = resolve_device(device)
+        model, meta = run.load_model(device=dev)
+        data = load_checked_data(run, meta, data_dir=data_dir, data=data)
+        dataset = data.eval_split(split)
+        if len(dataset) == 0:  # type: ignore[arg-type]
+            raise CnnlensError(f"--split {split}: the split is empty for this run")
+        probs, labels = predict_proba(model, dataset, batch_size=batch_size, device=dev)
+        class_names = [str(c) for c in meta.get("class_names") or data.class_names]
+        if probs.shape[1] != len(class_names):
+            raise CnnlensError(
+                f"{run.checkpoints / 'model.json'}: the model outputs {probs.shape[1]} classes "
+                f"but names {len(class_names)}"
+            )
+        metrics = classification_metrics(labels, probs, class_names)
+        metrics.update(split=split, class_names=class_names, options=asdict(opts),
+                       model_digest=run.model_digest(),
+                       skipped_files=list(data.info.get("skipped") or []))
+
+        out = run.eval_dir
+        write_npz(out / "predictions.npz", probs=probs, labels=labels,
+                  predicted=probs.argmax(1), indices=np.arange(len(labels)))
+        history_path = run.train_dir / "history.json"
+        if history_path.exists():
+            history = read_json(history_path)
+            if history:
+                save_figure(plots.learning_curves(history), out / "learning_curves.png")
+        save_figure(plots.roc_curves(metrics), out / "roc_curves.png")
+        save_figure(plots.confusion_matrix(metrics, class_names), out / "confusion_matrix.png")
+        wanted = {e["index"] for group in metrics["examples"].values() for e in group}
+        inputs = {i: np.asarray(dataset[i][0]) for i in sorted(wanted)}
+        save_figure(
+            plots.example_panel(metrics["examples"], inputs, class_names, kind=data.kind),
+            out / "examples.png",
+        )
+        write_json(out / METRICS_FILE, metrics)
     return metrics
+
+
+def run_stage(run: RunDir, options: EvaluateOptions, *, device: str = "auto",
+              data: TaskData | None = None, data_dir: str | None = None) -> dict[str, Any]:
+    """The pipeline's entry: :func:`evaluate_run` with the stage's options."""
+    return evaluate_run(run, split=options.split, batch_size=options.batch_size, device=device,
+                        data=data, data_dir=data_dir)
+
+
+__all__ = ["EvaluateOptions", "evaluate_run", "is_done", "read_metrics", "run_stage"]

@@ -3,8 +3,14 @@
 >>> maps = cam(model, x, layer="conv1d_2", method="gradcam")  # (N, L) in [0, 1]
 """
 
-from cnnlens.explain.api import DEFAULT_MEMORY_BUDGET_MB, CamResult, cam, explain
-from cnnlens.explain.layers import candidate_layers, resolve_layer
+from cnnlens.explain.api import (
+    DEFAULT_MEMORY_BUDGET_MB,
+    CamResult,
+    cam,
+    explain,
+    explain_methods,
+)
+from cnnlens.explain.layers import candidate_layers, default_layer, resolve_layer
 from cnnlens.explain.methods import METHODS, CamMethod, normalize_maps, upsample_maps
 
 __all__ = [
@@ -14,7 +20,9 @@ __all__ = [
     "CamResult",
     "cam",
     "candidate_layers",
+    "default_layer",
     "explain",
+    "explain_methods",
     "normalize_maps",
     "resolve_layer",
     "upsample_maps",

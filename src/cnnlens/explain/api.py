@@ -1,4 +1,5 @@
-"""Public entry points: :func:`explain` (maps plus everything a stage needs) and :func:`cam`."""
+"""Public entry points: :func:`explain` (one method), :func:`explain_methods` (several at one
+layer, sharing the forward and backward passes) and :func:`cam` (just the maps)."""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ import torch
 from torch import Tensor, nn
 
 from cnnlens.errors import CnnlensError, unknown_choice
-from cnnlens.explain.engine import Engine, check_targets
-from cnnlens.explain.layers import resolve_layer
+from cnnlens.explain.checks import check_batch_size, check_inputs, check_targets, match_model_dtype
+from cnnlens.explain.engine import Engine, is_oom
+from cnnlens.explain.layers import LayerRef, layer_name_of, resolve_layer
 from cnnlens.explain.methods import METHODS, normalize_maps, upsample_maps
 from cnnlens.explain.state import preserved_model_state
 
@@ -35,11 +37,105 @@ class CamResult:
     seconds: float
 
 
+def explain_methods(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    layer: LayerRef,
+    methods: Sequence[str],
+    targets: Targets = None,
+    score: str = "logit",
+    batch_size: int | None = None,
+    upsample: bool = True,
+    normalize: bool = True,
+    memory_budget_mb: float = DEFAULT_MEMORY_BUDGET_MB,
+) -> dict[str, CamResult]:
+    """Maps of several methods at one layer from one forward (and backward) pass per chunk.
+
+    Same contract as :func:`explain`; a method's ``seconds`` is its own computation plus an
+    equal share of the shared passes.
+    """
+    specs = []
+    for method in dict.fromkeys(methods):
+        spec = METHODS.get(method)
+        if spec is None:
+            raise unknown_choice("CAM method", method, METHODS)
+        specs.append(spec)
+    if not specs:
+        raise CnnlensError(f"methods is empty; valid: {', '.join(METHODS)}")
+    x = check_inputs(x)
+    batch_size = check_batch_size(batch_size)
+    module = resolve_layer(model, layer)
+    name = layer if isinstance(layer, str) else layer_name_of(model, module)
+    n = x.shape[0]
+    wanted = check_targets(targets, n)
+    engine = Engine(
+        model, name, module, score=score, memory_budget_mb=memory_budget_mb, batch_size=batch_size
+    )
+    x = match_model_dtype(model, x.detach())
+    if x.is_inference():
+        x = x.clone()
+    need_grad = any(s.uses_gradients for s in specs)
+    raws: dict[str, list[Tensor]] = {s.name: [] for s in specs}
+    own = dict.fromkeys(raws, 0.0)
+    shared = 0.0
+    outs: list[tuple[Tensor, Tensor, Tensor]] = []
+    with preserved_model_state(model):
+        start, first = 0, True
+        chunks = engine.chunks(x)
+        size = next(chunks).stop  # the probe chunk; later sizes come from the plan
+        while start < n:
+            sl = slice(start, min(n, start + size))
+            t0 = time.perf_counter()
+            try:
+                ctx = engine.capture(
+                    x[sl], None if wanted is None else wanted[sl],
+                    need_grad=need_grad, probe=first,
+                )
+                shared += time.perf_counter() - t0
+                done: dict[str, Tensor] = {}
+                for spec in specs:
+                    t1 = time.perf_counter()
+                    with torch.no_grad():
+                        done[spec.name] = torch.relu(spec.compute(ctx)).float()
+                    own[spec.name] += time.perf_counter() - t1
+            except RuntimeError as exc:
+                if not is_oom(exc) or not engine.shrink():
+                    raise
+                if x.is_cuda:
+                    torch.cuda.empty_cache()
+                size = max(1, (sl.stop - sl.start) // 2)
+                continue  # the same chunk again, halved
+            for method, raw in done.items():
+                raws[method].append(raw)
+            outs.append((ctx.targets, ctx.logits.argmax(dim=1), ctx.scores))
+            del ctx
+            start, first = sl.stop, False
+            size = engine.sample_rows
+    targets_t = torch.cat([o[0] for o in outs])
+    predicted = torch.cat([o[1] for o in outs])
+    scores = torch.cat([o[2] for o in outs]).float()
+    results: dict[str, CamResult] = {}
+    for spec in specs:
+        t1 = time.perf_counter()
+        raw = torch.cat(raws[spec.name])
+        maps = upsample_maps(raw, tuple(x.shape[2:])) if upsample else raw
+        if normalize:
+            maps = normalize_maps(maps)
+        own[spec.name] += time.perf_counter() - t1
+        results[spec.name] = CamResult(
+            maps=maps, raw=raw, targets=targets_t, predicted=predicted, scores=scores,
+            method=spec.name, layer=name, score=score,
+            seconds=own[spec.name] + shared / len(specs),
+        )
+    return results
+
+
 def explain(
     model: nn.Module,
     x: Tensor,
     *,
-    layer: str,
+    layer: LayerRef,
     method: str = "gradcam",
     targets: Targets = None,
     score: str = "logit",
@@ -50,70 +146,29 @@ def explain(
 ) -> CamResult:
     """Class activation maps of ``model`` at ``layer`` for inputs ``(N, C, *spatial)``.
 
+    ``layer``: a dotted name (``"conv2d_3"``, ``"layer4.1"``) or the module itself.
     ``targets``: None (predicted class), one int for all samples, or one index per sample.
     ``score``: differentiate/ablate the ``"logit"`` (default) or the softmax ``"prob"``.
     Work runs in chunks whose largest activation stays under ``memory_budget_mb`` (and at
-    most ``batch_size`` samples); results do not depend on the chunking. The model's
-    train/eval flags, ``requires_grad`` and ``.grad`` are left as found; no hook survives.
+    most ``batch_size`` samples); results do not depend on the chunking, and a chunk that
+    runs out of device memory is halved and retried. Inputs are cast to the model's dtype.
+    The model's train/eval flags, ``requires_grad`` and ``.grad`` are left as found; no
+    hook survives.
     """
-    spec = METHODS.get(method)
-    if spec is None:
+    if method not in METHODS:
         raise unknown_choice("CAM method", method, METHODS)
-    if not isinstance(x, Tensor) or x.dim() not in (3, 4, 5):
-        shape = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-        raise CnnlensError(
-            f"CAM input must be a tensor (N, C, L), (N, C, H, W) or (N, C, D, H, W); got {shape}"
-        )
-    if not x.is_floating_point():
-        raise CnnlensError(f"CAM input must be floating point, got dtype {x.dtype}")
-    module = resolve_layer(model, layer)
-    n = x.shape[0]
-    wanted = check_targets(targets, n)
-    engine = Engine(
-        model, layer, module, score=score, memory_budget_mb=memory_budget_mb, batch_size=batch_size
-    )
-    x = x.detach()
-    if x.is_inference():
-        x = x.clone()
-    start = time.perf_counter()
-    raws: list[Tensor] = []
-    outs: list[tuple[Tensor, Tensor, Tensor]] = []
-    with preserved_model_state(model):
-        for sl in engine.chunks(x):
-            ctx = engine.capture(
-                x[sl],
-                None if wanted is None else wanted[sl],
-                need_grad=spec.uses_gradients,
-                probe=sl.start == 0,
-            )
-            with torch.no_grad():
-                raws.append(torch.relu(spec.compute(ctx)).float())
-            outs.append((ctx.targets, ctx.logits.argmax(dim=1), ctx.scores))
-            del ctx
-    if not raws:
-        raise CnnlensError("CAM input has no samples (N = 0)")
-    raw = torch.cat(raws)
-    maps = upsample_maps(raw, tuple(x.shape[2:])) if upsample else raw
-    if normalize:
-        maps = normalize_maps(maps)
-    return CamResult(
-        maps=maps,
-        raw=raw,
-        targets=torch.cat([o[0] for o in outs]),
-        predicted=torch.cat([o[1] for o in outs]),
-        scores=torch.cat([o[2] for o in outs]).float(),
-        method=method,
-        layer=layer,
-        score=score,
-        seconds=time.perf_counter() - start,
-    )
+    return explain_methods(
+        model, x, layer=layer, methods=[method], targets=targets, score=score,
+        batch_size=batch_size, upsample=upsample, normalize=normalize,
+        memory_budget_mb=memory_budget_mb,
+    )[method]
 
 
 def cam(
     model: nn.Module,
     x: Tensor,
     *,
-    layer: str,
+    layer: LayerRef,
     method: str = "gradcam",
     targets: Targets = None,
     score: str = "logit",

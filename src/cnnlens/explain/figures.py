@@ -30,8 +30,8 @@ def safe_filename(name: str, max_len: int = 40) -> str:
 
 
 def plain_text(text: str) -> str:
-    """Escape ``$`` so matplotlib shows data text literally instead of parsing mathtext."""
-    return text.replace("$", r"\$")
+    """Data text as drawn: :func:`cnnlens.plotting.save_figure` turns mathtext off for all."""
+    return text
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
@@ -134,6 +134,7 @@ def signal_cam_figure(
                 ax.set_ylabel(plain_text(row_labels[i]), fontsize=8, rotation=0,
                               ha="right", va="center")
     _finish(fig, bar, mappable, title)
+    plotting.literal_text(fig)
     return fig
 
 
@@ -176,6 +177,7 @@ def image_cam_figure(
         ax.set_xticks([])
         ax.set_yticks([])
     _finish(fig, bar, mappable, title)
+    plotting.literal_text(fig)
     return fig
 
 

@@ -12,12 +12,32 @@ from cnnlens.errors import CnnlensError
 _MAX_LISTED = 30
 
 
-def resolve_layer(model: nn.Module, name: str) -> nn.Module:
+LayerRef = str | nn.Module
+
+
+def layer_name_of(model: nn.Module, module: nn.Module) -> str:
+    """The dotted name of ``module`` inside ``model`` (error if it is not a submodule)."""
+    for name, m in model.named_modules():
+        if m is module and name:
+            return name
+    raise CnnlensError(
+        f"layer {type(module).__name__} is not a submodule of the model; pass one of its "
+        "layers (or its dotted name)"
+    )
+
+
+def resolve_layer(model: nn.Module, name: LayerRef) -> nn.Module:
     """Return the submodule called ``name`` (dotted, as in ``model.named_modules()``).
 
-    An unknown name raises a :class:`CnnlensError` that suggests the closest valid names,
-    because layer names are typed by users (``--layer conv2d_3``).
+    ``name`` may also be the module object itself (it must belong to ``model``). An unknown
+    name raises a :class:`CnnlensError` that suggests the closest valid names, because layer
+    names are typed by users (``--layer conv2d_3``).
     """
+    if isinstance(name, nn.Module):
+        layer_name_of(model, name)
+        return name
+    if not isinstance(name, str):
+        raise CnnlensError(f"layer must be a name or a module, got {type(name).__name__}")
     modules = {n: m for n, m in model.named_modules() if n}
     if name in modules:
         return modules[name]
@@ -26,6 +46,50 @@ def resolve_layer(model: nn.Module, name: str) -> nn.Module:
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     listed = ", ".join(names[:_MAX_LISTED]) + (", ..." if len(names) > _MAX_LISTED else "")
     raise CnnlensError(f"unknown layer {name!r}{hint}; valid: {listed}")
+
+
+_CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTranspose2d,
+               nn.ConvTranspose3d)
+
+
+def default_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """The last conv-like layer with spatial output: what to explain when none is named.
+
+    "Conv-like" = a convolution or a block containing one; among those whose output keeps
+    the input's spatial rank, the one finishing last in the forward pass (for a block
+    ``ConvReLU`` that is the block, after its activation; for a ResNet, its last stage).
+    Found by one no-grad forward pass on ``x[:1]`` with the model's state restored.
+    """
+    from cnnlens.explain.state import preserved_model_state
+
+    order: list[str] = []
+    handles = []
+    modules = dict(model.named_modules())
+    has_conv = {n for n, m in modules.items() if n and any(
+        isinstance(sub, _CONV_TYPES) for sub in m.modules())}
+
+    def make_hook(layer_name: str):  # type: ignore[no-untyped-def]
+        def hook(_m: nn.Module, _i: object, out: object) -> None:
+            if isinstance(out, torch.Tensor) and out.dim() == x.dim():
+                order.append(layer_name)
+
+        return hook
+
+    with preserved_model_state(model):
+        try:
+            for layer_name in has_conv:
+                handles.append(modules[layer_name].register_forward_hook(make_hook(layer_name)))
+            with torch.no_grad():
+                model(x[:1])
+        finally:
+            for h in handles:
+                h.remove()
+    if not order:
+        raise CnnlensError(
+            "the model has no convolutional layer with spatial output to explain; pass "
+            "--layer NAME (a layer whose output is (N, K, *spatial))"
+        )
+    return order[-1]
 
 
 def candidate_layers(model: nn.Module, x: torch.Tensor) -> list[str]:

@@ -1,15 +1,18 @@
 """The ``explain`` stage: CAMs for a run's split, saved as ``cams/<method>.npz`` plus figures.
 
 Later stages (faithfulness, report) read these files instead of recomputing maps, so each
-file is self-describing: maps, raw layer-resolution maps, dataset indices, targets,
-predictions, labels, scores, and the layer / method / score / split that produced them.
+file is self-describing: layer-resolution maps, dataset indices, targets, predictions,
+labels, scores, and the layer / method / score / split that produced them. Maps at input
+resolution are *not* stored (for 224 px images they were 100 MB per method): they are the
+deterministic upsampling and per-sample normalisation of ``raw``, rebuilt on load by
+:func:`load_cams` exactly as the engine computes them.
 """
 
 from __future__ import annotations
 
-import importlib
-import time
+import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,9 +21,14 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from cnnlens.data import TaskData
+from cnnlens.data.batching import iterate_batches
 from cnnlens.errors import CnnlensError, unknown_choice
-from cnnlens.fileio import write_json, write_npz
-from cnnlens.rundir import RunDir
+from cnnlens.explain.api import explain_methods
+from cnnlens.explain.layers import default_layer, resolve_layer
+from cnnlens.explain.methods import METHODS, normalize_maps, upsample_maps
+from cnnlens.fileio import read_json, write_json, write_npz
+from cnnlens.pipeline.folder import RunDir, load_checked_data
 
 DEFAULT_METHODS: tuple[str, ...] = ("gradcam", "gradcampp", "ablationcam")
 SCORES: tuple[str, ...] = ("logit", "prob")
@@ -37,14 +45,60 @@ ProgressFn = Callable[[str, int, int], None]
 LayerSpec = str | Mapping[str, str] | None
 
 
-def _engine() -> Any:
-    """The CAM engine, imported late so this module never forms an import cycle with it."""
-    return importlib.import_module("cnnlens.explain")
+@dataclass(frozen=True)
+class ExplainOptions:
+    """What the explain stage computes (``cnnlens explain`` options).
+
+    ``methods``/``layer``/``score`` of None take the model's defaults: the study's three
+    methods at the study's layers and score for its models; for a user's model, the last
+    conv-like layer with spatial output and the logit.
+    """
+
+    methods: tuple[str, ...] | None = None
+    layer: str | Mapping[str, str] | None = None
+    score: str | None = None
+    split: str = "test"
+    limit: int | None = None
+    batch_size: int | None = None
+    per_class: int = 3
+    max_failures: int = 8
+    figures: bool = True
+
+    def validate(self) -> None:
+        if self.methods is not None:
+            resolve_methods(self.methods)
+        if self.score is not None and self.score not in SCORES:
+            raise unknown_choice("score (--score)", self.score, SCORES)
+        if self.split not in ("train", "val", "test"):
+            raise unknown_choice("split (--split)", self.split, ["train", "val", "test"])
+        for name in ("limit", "batch_size"):
+            v = getattr(self, name)
+            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+                raise CnnlensError(f"--{name.replace('_', '-')} must be a positive integer, "
+                                   f"got {v!r}")
+        if isinstance(self.per_class, bool) or self.per_class < 1:
+            raise CnnlensError(f"--per-class must be at least 1, got {self.per_class}")
+        if isinstance(self.layer, Mapping):
+            for m in self.layer:
+                if m not in METHODS:
+                    raise unknown_choice("CAM method in --layer", m, METHODS)
+
+    def request(self) -> dict[str, Any]:
+        """The options as JSON (what ``is_done`` compares)."""
+        out = asdict(self)
+        out["methods"] = list(self.methods) if self.methods is not None else None
+        out["layer"] = dict(self.layer) if isinstance(self.layer, Mapping) else self.layer
+        return out
 
 
-def available_methods() -> list[str]:
-    """Names of the CAM methods the engine offers."""
-    return list(_engine().METHODS)
+@dataclass(frozen=True)
+class CamPlan:
+    """Which layer and score each method runs at, and why (for the summary and the CLI)."""
+
+    layers: dict[str, str]
+    score: str
+    chosen: str  # how the default layer was found: "model", "option" or "auto"
+    notes: list[str] = field(default_factory=list)
 
 
 def resolve_methods(methods: str | Sequence[str]) -> list[str]:
@@ -52,49 +106,61 @@ def resolve_methods(methods: str | Sequence[str]) -> list[str]:
     names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
     names = [m for m in names if m]
     if not names:
-        raise CnnlensError(f"--methods is empty; valid: {', '.join(available_methods())}")
-    valid = available_methods()
+        raise CnnlensError(f"--methods is empty; valid: {', '.join(METHODS)}")
     out: list[str] = []
     for name in names:
-        if name not in valid:
-            raise unknown_choice("CAM method (--methods)", name, valid)
+        if name not in METHODS:
+            raise unknown_choice("CAM method (--methods)", name, METHODS)
         if name not in out:
             out.append(name)
     return out
 
 
-def resolve_layers(
-    model: nn.Module, model_name: str, methods: Sequence[str], layer: LayerSpec
-) -> dict[str, str]:
-    """Map each method to its layer: one name for all, a per-method mapping, or the default.
+def plan_cams(model: nn.Module, model_name: str, methods: Sequence[str], layer: LayerSpec,
+              score: str | None, sample: torch.Tensor | None) -> CamPlan:
+    """Map each method to its layer (one name for all, per method, or the model's default).
 
     Validated up front so a typo fails before minutes of CAM computation.
     """
     from cnnlens.models import MODELS
 
-    default = MODELS[model_name].cam_layer if model_name in MODELS else None
+    spec = MODELS.get(model_name)
+    notes: list[str] = []
+    chosen = "option" if layer is not None else "model"
+    fallback: str | None = None
+    per_method: Mapping[str, str] = {}
     if isinstance(layer, Mapping):
-        known = available_methods()
-        for m in layer:  # a mapping may cover methods not run now, but not unknown ones
-            if m not in known:
-                raise unknown_choice("CAM method in --layer", m, known)
-        chosen = {m: layer.get(m, default) for m in methods}
-    else:
-        chosen = {m: layer if layer is not None else default for m in methods}
-    out: dict[str, str] = {}
-    for method, name in chosen.items():
-        if name is None:
-            top = [n for n, _ in model.named_children()]
-            raise CnnlensError(
-                f"model {model_name!r} has no default CAM layer; pass --layer "
-                f"(one of {', '.join(top)})"
-            )
+        per_method = layer
+    elif layer is not None:
+        fallback = layer
+    if fallback is None and spec is not None:
+        per_method = {**spec.cam_layers, **per_method}
+        fallback = spec.cam_layer
+    if fallback is None and any(m not in per_method for m in methods):
+        if sample is None:
+            raise CnnlensError(f"model {model_name!r} has no default CAM layer; pass --layer")
+        fallback = default_layer(model, sample)
+        chosen = "auto"
+        notes.append(f"CAM layer {fallback!r} chosen: the last conv-like layer with spatial "
+                     "output (pass --layer to choose another)")
+    layers: dict[str, str] = {}
+    for method in methods:
+        name = per_method.get(method, fallback)
+        assert name is not None
         try:
-            _engine().resolve_layer(model, name)
+            resolve_layer(model, name)
         except CnnlensError as exc:
             raise CnnlensError(f"--layer for {method}: {exc}") from None
-        out[method] = name
-    return out
+        layers[method] = name
+    final_score = score or (spec.cam_score if spec is not None else "logit")
+    return CamPlan(layers=layers, score=final_score, chosen=chosen, notes=notes)
+
+
+def resolve_layers(
+    model: nn.Module, model_name: str, methods: Sequence[str], layer: LayerSpec
+) -> dict[str, str]:
+    """Layer per method (see :func:`plan_cams`); kept for callers that only need layers."""
+    return plan_cams(model, model_name, methods, layer, None, None).layers
 
 
 def default_batch_size(sample: torch.Tensor) -> int:
@@ -103,34 +169,39 @@ def default_batch_size(sample: torch.Tensor) -> int:
     return max(1, BATCH_INPUT_MB * 2**20 // per_sample)
 
 
-def _batches(ds: Dataset[Any], n: int, batch_size: int) -> Iterator[tuple[np.ndarray, torch.Tensor,
-                                                                          torch.Tensor]]:
+def _batches(ds: Dataset[Any], n: int, batch_size: int
+             ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
     """Yield ``(indices, x, y)`` for the first ``n`` samples of ``ds``, in order."""
-    for start in range(0, n, batch_size):
-        idx = np.arange(start, min(start + batch_size, n))
-        xs, ys = zip(*(ds[int(i)] for i in idx), strict=True)
-        yield idx, torch.stack(list(xs)), torch.as_tensor([int(y) for y in ys])
+    start = 0
+    for x, y in iterate_batches(ds, torch.arange(n), batch_size):
+        idx = np.arange(start, start + x.shape[0])
+        start += x.shape[0]
+        yield idx, x, torch.as_tensor(y).long()
 
 
-def _explain_batch(
-    model: nn.Module, x: torch.Tensor, *, method: str, layer: str, targets: torch.Tensor, score: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One engine call: (maps at input size in [0, 1], raw layer-resolution maps, scores)."""
-    res = _engine().explain(model, x, layer=layer, method=method, targets=targets, score=score)
-    maps = res.maps.detach().float().cpu().numpy()
-    raw = res.raw.detach().float().cpu().numpy()
-    scores = torch.as_tensor(res.scores).detach().float().cpu().numpy()
-    return maps, raw, scores
+def is_done(run: RunDir, options: ExplainOptions | None = None) -> bool:
+    """Done when ``cams/summary.json`` answers this request for the current model weights
+    and every file it lists is there."""
+    opts = options or ExplainOptions()
+    try:
+        done = read_summary(run.path)
+    except CnnlensError:
+        return False
+    files = done.get("files") or {}
+    return (done.get("request") == opts.request()
+            and done.get("model_digest") == run.model_digest() != ""
+            and bool(files)
+            and all((run.cams_dir / str(f)).is_file() for f in files.values()))
 
 
 def run_explain(
     run_dir: str | Path,
     *,
-    methods: str | Sequence[str] = DEFAULT_METHODS,
+    methods: str | Sequence[str] | None = None,
     layer: LayerSpec = None,
     split: str = "test",
     limit: int | None = None,
-    score: str = "logit",
+    score: str | None = None,
     device: str | torch.device = "cpu",
     data_dir: str | None = None,
     batch_size: int | None = None,
@@ -138,41 +209,70 @@ def run_explain(
     per_class: int = 3,
     max_failures: int = 8,
     progress: ProgressFn | None = None,
+    data: TaskData | None = None,
 ) -> dict[str, Any]:
     """Compute CAMs of ``methods`` for ``split`` of a trained run and write ``cams/``.
 
-    Targets are the model's predicted classes (what the study explained). All maps are
-    computed before anything is written, so a failing method leaves earlier outputs alone.
+    Targets are the model's predicted classes (what the study explained). Methods at the
+    same layer share their forward and backward passes. All maps are computed before
+    anything is written, so a failing or interrupted run leaves earlier outputs alone.
     ``layer``: one name for every method, ``{method: name}`` (others get the default), or
-    None for the model's ``cam_layer``. Each ``<method>.npz`` holds ``maps`` (N, *spatial)
-    in [0, 1], ``raw`` (N, *layer_spatial), ``indices`` (into the split), ``targets``,
+    None for the model's defaults. Each ``<method>.npz`` holds ``raw`` (N,
+    *layer_spatial), ``input_shape``, ``indices`` (into the split), ``targets``,
     ``predicted``, ``labels``, ``scores`` (target score, logit or prob), ``probs`` (N,
     classes) and the strings/scalars ``layer``, ``method``, ``score``, ``split``,
-    ``seconds``. Returns the summary also written to ``cams/summary.json`` (file names in
-    it are relative to ``cams/``).
+    ``seconds``; :func:`load_cams` adds ``maps`` (N, *spatial) in [0, 1]. Returns the
+    summary also written to ``cams/summary.json`` (file names in it are relative to
+    ``cams/``).
     """
-    run = RunDir(run_dir)
+    method_tuple = tuple(resolve_methods(methods)) if methods is not None else None
+    opts = ExplainOptions(methods=method_tuple, layer=layer, score=score, split=split,
+                          limit=limit, batch_size=batch_size, per_class=per_class,
+                          max_failures=max_failures, figures=figures)
+    return run_stage(RunDir(run_dir), opts, device=device, data_dir=data_dir, data=data,
+                     progress=progress)
+
+
+def run_stage(
+    run: RunDir,
+    options: ExplainOptions,
+    *,
+    device: str | torch.device = "cpu",
+    data_dir: str | None = None,
+    data: TaskData | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """The stage with its options object (what the pipeline calls)."""
+    options.validate()
+    with run.lock():
+        return _explain(run, options, device=device, data_dir=data_dir, data=data,
+                        progress=progress)
+
+
+def _explain(run: RunDir, opts: ExplainOptions, *, device: str | torch.device,
+             data_dir: str | None, data: TaskData | None,
+             progress: ProgressFn | None) -> dict[str, Any]:
     cfg = run.read_config()
-    method_list = resolve_methods(methods)
-    if score not in SCORES:
-        raise unknown_choice("score (--score)", score, SCORES)
-    if limit is not None and limit < 1:
-        raise CnnlensError(f"--limit must be a positive number of samples, got {limit}")
-    if batch_size is not None and batch_size < 1:
-        raise CnnlensError(f"--batch-size must be at least 1, got {batch_size}")
+    method_list = list(opts.methods) if opts.methods is not None else list(DEFAULT_METHODS)
     dev = torch.device(device)
     model, meta = run.load_model(device=dev)
     model_name = str(meta.get("model", cfg["model"]))
-    layers = resolve_layers(model, model_name, method_list, layer)
-    data = run.load_data(data_dir=data_dir, augment=False)
-    ds = data.split(split)
-    n = len(ds) if limit is None else min(limit, len(ds))  # type: ignore[arg-type]
+    data = load_checked_data(run, meta, data_dir=data_dir, data=data)
+    ds = data.eval_split(opts.split)
+    total = len(ds)  # type: ignore[arg-type]
+    n = total if opts.limit is None else min(opts.limit, total)
     if n == 0:
-        raise CnnlensError(f"{run.path}: split {split!r} is empty; choose --split train/val/test")
+        raise CnnlensError(f"{run.path}: split {opts.split!r} is empty; choose --split "
+                           "train/val/test")
+    sample = ds[0][0].unsqueeze(0).to(dev)
+    plan = plan_cams(model, model_name, method_list, opts.layer, opts.score, sample)
     class_names = [str(c) for c in meta.get("class_names") or data.class_names]
-    bs = batch_size or default_batch_size(ds[0][0])
+    bs = opts.batch_size or default_batch_size(sample[0])
+    groups: dict[str, list[str]] = {}
+    for m in method_list:
+        groups.setdefault(plan.layers[m], []).append(m)
 
-    parts: dict[str, dict[str, list[np.ndarray]]] = {m: {"maps": [], "raw": [], "scores": []}
+    parts: dict[str, dict[str, list[np.ndarray]]] = {m: {"raw": [], "scores": []}
                                                      for m in method_list}
     seconds = dict.fromkeys(method_list, 0.0)
     idx_parts: list[np.ndarray] = []
@@ -189,72 +289,76 @@ def run_explain(
         label_parts.append(y.numpy())
         pred_parts.append(pred.cpu().numpy())
         prob_parts.append(probs.cpu().numpy())
-        for method in method_list:
-            t0 = time.perf_counter()
-            maps, raw, scores = _explain_batch(
-                model, x, method=method, layer=layers[method], targets=pred, score=score
-            )
-            seconds[method] += time.perf_counter() - t0
-            parts[method]["maps"].append(maps.astype(np.float32))
-            parts[method]["raw"].append(raw.astype(np.float32))
-            parts[method]["scores"].append(scores.astype(np.float32))
-            done += len(idx)
-            if progress is not None:
-                progress("cams", done, n * len(method_list))
+        for layer_name, group in groups.items():
+            results = explain_methods(model, x, layer=layer_name, methods=group, targets=pred,
+                                      score=plan.score, upsample=False, normalize=False)
+            for method, res in results.items():
+                seconds[method] += res.seconds
+                parts[method]["raw"].append(res.raw.detach().float().cpu().numpy())
+                parts[method]["scores"].append(res.scores.detach().float().cpu().numpy())
+                done += len(idx)
+                if progress is not None:
+                    progress("cams", done, n * len(method_list))
 
     indices = np.concatenate(idx_parts).astype(np.int64)
     labels = np.concatenate(label_parts).astype(np.int64)
     predicted = np.concatenate(pred_parts).astype(np.int64)
     probs_all = np.concatenate(prob_parts).astype(np.float32)
+    input_shape = np.asarray(tuple(sample.shape[2:]), dtype=np.int64)
     cams: dict[str, dict[str, Any]] = {}
+    maps: dict[str, np.ndarray] = {}
     for method in method_list:
+        raw = np.concatenate(parts[method]["raw"]).astype(np.float32)
         cams[method] = {
-            "maps": np.concatenate(parts[method]["maps"]),
-            "raw": np.concatenate(parts[method]["raw"]),
+            "raw": raw,
+            "input_shape": input_shape,
             "indices": indices,
             "targets": predicted,
             "predicted": predicted,
             "labels": labels,
             "scores": np.concatenate(parts[method]["scores"]),
             "probs": probs_all,
-            "layer": np.asarray(layers[method]),
+            "layer": np.asarray(plan.layers[method]),
             "method": np.asarray(method),
-            "score": np.asarray(score),
+            "score": np.asarray(plan.score),
             "seconds": np.asarray(seconds[method], dtype=np.float64),
-            "split": np.asarray(split),
+            "split": np.asarray(opts.split),
         }
-    for method, arrays in cams.items():
-        write_npz(run.cams_dir / f"{method}.npz", **arrays)
+        maps[method] = maps_from_raw(raw, tuple(int(s) for s in input_shape))
 
     figure_files: dict[str, Any] = {}
-    if figures:
+    if opts.figures:  # drawn before any file is written: an interrupt leaves nothing new
         from cnnlens.explain.figures import write_cam_figures
 
         figure_files = write_cam_figures(
             run.cams_dir,
             lambda i: ds[int(i)][0],
-            {m: cams[m]["maps"] for m in method_list},
+            maps,
             indices=indices,
             labels=labels,
             predicted=predicted,
             probs=probs_all,
             class_names=class_names,
             kind=data.kind,
-            per_class=per_class,
-            max_failures=max_failures,
+            per_class=opts.per_class,
+            max_failures=opts.max_failures,
             progress=progress,
         )
+    for method, arrays in cams.items():
+        write_npz(run.cams_dir / f"{method}.npz", **arrays)
 
     summary: dict[str, Any] = {
         "task": cfg["task"],
         "model": model_name,
-        "split": split,
+        "split": opts.split,
         "n": int(n),
-        "limit": limit,
-        "score": score,
+        "limit": opts.limit,
+        "score": plan.score,
         "targets": "predicted class",
         "methods": method_list,
-        "layers": layers,
+        "layers": plan.layers,
+        "layer_choice": plan.chosen,
+        "notes": plan.notes,
         "seconds": seconds,
         "seconds_per_sample": {m: s / n for m, s in seconds.items()},
         "accuracy": float((predicted == labels).mean()),
@@ -263,31 +367,52 @@ def run_explain(
         "device": str(dev),
         "files": {m: f"{m}.npz" for m in method_list},
         "figures": figure_files,
+        "request": opts.request(),
+        "model_digest": run.model_digest(),
     }
     write_json(run.cams_dir / SUMMARY_NAME, summary)
     return summary
 
 
+def maps_from_raw(raw: np.ndarray, input_shape: tuple[int, ...]) -> np.ndarray:
+    """Input-resolution maps in [0, 1] from layer-resolution maps, as the engine makes them."""
+    t = torch.from_numpy(np.ascontiguousarray(raw, dtype=np.float32))
+    chunks = [normalize_maps(upsample_maps(t[i:i + 64], input_shape))
+              for i in range(0, t.shape[0], 64)]
+    return torch.cat(chunks).numpy() if chunks else np.zeros((0, *input_shape), np.float32)
+
+
 def load_cams(run_dir: str | Path, method: str) -> dict[str, Any]:
-    """Read ``cams/<method>.npz``: arrays as numpy, string/scalar fields as Python values."""
+    """Read ``cams/<method>.npz``: arrays as numpy, string/scalar fields as Python values.
+
+    ``maps`` (input resolution, [0, 1]) is rebuilt from ``raw`` when the file does not
+    hold it. A truncated, empty or foreign file is an error naming it.
+    """
     path = RunDir(run_dir).cams_dir / f"{method}.npz"
     if not path.exists():
         raise CnnlensError(f"{path}: not found; run `cnnlens explain` with --methods {method}")
     try:
         with np.load(path, allow_pickle=False) as f:
             arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError) as exc:
-        raise CnnlensError(f"{path}: corrupt CAM file ({exc})") from None
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
+        raise CnnlensError(f"{path}: corrupt CAM file ({type(exc).__name__}: {exc}); run "
+                           "`cnnlens explain` again") from None
     out: dict[str, Any] = {}
     for key, value in arrays.items():
         out[key] = value.item() if value.ndim == 0 else value
+    if "raw" not in out or not isinstance(out["raw"], np.ndarray):
+        raise CnnlensError(f"{path}: not a cnnlens CAM file (no 'raw' maps); run "
+                           "`cnnlens explain` again")
+    if "maps" not in out:
+        shape = out.get("input_shape")
+        if not isinstance(shape, np.ndarray) or shape.ndim != 1:
+            raise CnnlensError(f"{path}: no 'input_shape'; run `cnnlens explain` again")
+        out["maps"] = maps_from_raw(out["raw"], tuple(int(s) for s in shape))
     return out
 
 
 def read_summary(run_dir: str | Path) -> dict[str, Any]:
     """Read ``cams/summary.json`` (which methods, layers and figures the stage produced)."""
-    from cnnlens.fileio import read_json
-
     summary = read_json(RunDir(run_dir).cams_dir / SUMMARY_NAME)
     if not isinstance(summary, dict):
         raise CnnlensError(f"{RunDir(run_dir).cams_dir / SUMMARY_NAME}: not a CAM summary")
@@ -297,11 +422,16 @@ def read_summary(run_dir: str | Path) -> dict[str, Any]:
 __all__ = [
     "DEFAULT_METHODS",
     "SCORES",
-    "available_methods",
+    "CamPlan",
+    "ExplainOptions",
     "default_batch_size",
+    "is_done",
     "load_cams",
+    "maps_from_raw",
+    "plan_cams",
     "read_summary",
     "resolve_layers",
     "resolve_methods",
     "run_explain",
+    "run_stage",
 ]

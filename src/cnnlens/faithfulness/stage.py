@@ -10,11 +10,10 @@ Writes ``faithfulness/results.json``, ``results.csv`` (long format), ``per_sampl
 from __future__ import annotations
 
 import csv
-import importlib
 import io
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,14 +21,21 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
+from cnnlens.data import TaskData
+from cnnlens.data.batching import stack_split
 from cnnlens.errors import CnnlensError, unknown_choice
+from cnnlens.explain import explain_methods
+from cnnlens.explain.stage import load_cams, plan_cams, resolve_methods
 from cnnlens.faithfulness import metrics as M
 from cnnlens.faithfulness import stats as S
-from cnnlens.fileio import atomic_write, write_json, write_npz
-from cnnlens.rundir import RunDir
+from cnnlens.fileio import atomic_write, read_json, write_json, write_npz
+from cnnlens.pipeline.folder import RunDir, load_checked_data
 
 DEFAULT_METHODS: tuple[str, ...] = ("gradcam", "gradcampp", "ablationcam")
 DEFAULT_METRICS: tuple[str, ...] = ("drop_increase", "confidence", "deletion", "insertion")
+#: Image tasks leave out deletion/insertion by default: dozens of passes over every image
+#: (over an hour for the 496 HMT tiles on a 2-core CPU); ask for them with --metrics.
+IMAGE_METRICS: tuple[str, ...] = ("drop_increase", "confidence")
 DEFAULT_FRACS: dict[str, tuple[float, ...]] = {"hmt": (0.9,), "mnist1d": (0.15, 0.3)}
 SCORES = ("logit", "prob")
 RANDOM = "random"
@@ -63,14 +69,6 @@ def parse_method(spec: str) -> MethodSpec:
     return MethodSpec(label=text, method=name, layer=layer or None, score=score)
 
 
-def _engine() -> Any:
-    try:
-        return importlib.import_module("cnnlens.explain")
-    except ModuleNotFoundError as exc:  # pragma: no cover - depends on the install
-        raise CnnlensError("the CAM engine (cnnlens.explain) is not available; "
-                           "only maps saved in cams/ can be scored") from exc
-
-
 def _check_options(fracs: Sequence[float], metrics: Sequence[str], limit: int | None,
                    steps: int, baseline: str | float, batch_size: int | None) -> None:
     for f in fracs:
@@ -88,34 +86,104 @@ def _check_options(fracs: Sequence[float], metrics: Sequence[str], limit: int | 
         raise CnnlensError(f"--batch-size must be at least 1, got {batch_size}")
 
 
-def _load_split(run: RunDir, split: str, limit: int | None, data_dir: str | None
+def default_metrics(kind: str) -> tuple[str, ...]:
+    """The metric set a task kind gets when none is named."""
+    return IMAGE_METRICS if kind == "image" else DEFAULT_METRICS
+
+
+@dataclass(frozen=True)
+class FaithfulnessOptions:
+    """What the faithfulness stage computes (``cnnlens faithfulness`` options).
+
+    ``methods`` are ``name[@layer][:score]``; None takes the explain stage's defaults (the
+    model's layers and score). ``fracs``/``metrics`` of None take the task's defaults. The
+    random-map seed and the bootstrap seed are this stage's own ``seed``.
+    """
+
+    methods: tuple[str, ...] | None = None
+    fracs: tuple[float, ...] | None = None
+    metrics: tuple[str, ...] | None = None
+    split: str = "test"
+    limit: int | None = None
+    steps: int = 20
+    baseline: str | float = "zero"
+    n_boot: int = 2000
+    alpha: float = 0.05
+    seed: int = 0
+    sanity: bool = True
+    sanity_samples: int = 32
+    random_cells: tuple[int, ...] | None = None
+    use_saved: bool = True
+    figures: bool = True
+    batch_size: int | None = None
+
+    def validate(self) -> None:
+        if self.methods is not None:
+            specs = [parse_method(m) for m in self.methods]
+            if len({s.label for s in specs}) != len(specs):
+                raise CnnlensError(f"--methods lists a method twice: {', '.join(self.methods)}")
+        _check_options(self.fracs or (), self.metrics or (), self.limit, self.steps,
+                       self.baseline, self.batch_size)
+        if isinstance(self.n_boot, bool) or self.n_boot < 1:
+            raise CnnlensError(f"--n-boot must be at least 1, got {self.n_boot}")
+        if isinstance(self.sanity_samples, bool) or self.sanity_samples < 1:
+            raise CnnlensError(f"--sanity-samples must be at least 1, got {self.sanity_samples}")
+        if not 0.0 < self.alpha < 1.0:
+            raise CnnlensError(f"alpha={self.alpha!r} is invalid; accepted: a number in (0, 1)")
+        if self.split not in ("train", "val", "test"):
+            raise unknown_choice("split (--split)", self.split, ["train", "val", "test"])
+
+    def request(self) -> dict[str, Any]:
+        """The options as JSON, minus those that do not change the numbers."""
+        out = asdict(self)
+        for key in ("figures", "batch_size", "use_saved"):
+            out.pop(key)
+        for key in ("methods", "fracs", "metrics", "random_cells"):
+            if out[key] is not None:
+                out[key] = list(out[key])
+        return out
+
+
+def is_done(run: RunDir, options: FaithfulnessOptions | None = None) -> bool:
+    """Done when ``faithfulness/results.json`` answers this request for the current model."""
+    opts = options or FaithfulnessOptions()
+    path = run.faithfulness_dir / "results.json"
+    if not path.is_file():
+        return False
+    try:
+        done = read_json(path)
+    except CnnlensError:
+        return False
+    return (isinstance(done, dict) and done.get("request") == opts.request()
+            and done.get("model_digest") == run.model_digest() != "")
+
+
+def _load_split(run: RunDir, meta: dict[str, Any], split: str, limit: int | None,
+                data_dir: str | None, data: TaskData | None
                 ) -> tuple[Tensor, np.ndarray, list[str], str]:
-    data = run.load_data(data_dir=data_dir, augment=False)
-    ds = data.split(split)
+    data = load_checked_data(run, meta, data_dir=data_dir, data=data)
+    ds = data.eval_split(split)
     n = len(ds) if limit is None else min(limit, len(ds))  # type: ignore[arg-type]
     if n == 0:
         raise CnnlensError(f"{run.path}: split {split!r} is empty; choose --split train/val/test")
-    xs, ys = zip(*(ds[i] for i in range(n)), strict=True)
-    labels = np.asarray([int(y) for y in ys])
-    return torch.stack(list(xs)), labels, list(data.class_names), data.kind
+    x, y = stack_split(ds, n)
+    return x, y.numpy().astype(np.int64), list(data.class_names), data.kind
 
 
-def _saved_maps(run: RunDir, spec: MethodSpec, split: str, predicted: np.ndarray,
-                spatial: tuple[int, ...]) -> dict[str, Any] | None:
+def _saved_maps(run: RunDir, spec: MethodSpec, layer: str, score: str, split: str,
+                predicted: np.ndarray, spatial: tuple[int, ...]) -> dict[str, Any] | None:
     """Maps from ``cams/`` if they fit this request exactly, else ``None`` (recompute)."""
     path = run.cams_dir / f"{spec.method}.npz"
     if not path.exists():
         return None
-    from cnnlens.explain.stage import load_cams
-
     saved = load_cams(run.path, spec.method)
     n = predicted.size
     idx = np.asarray(saved.get("indices", []))
     maps = np.asarray(saved.get("maps", np.zeros((0,))))
     ok = (
         str(saved.get("split", split)) == split
-        and (spec.layer is None or str(saved.get("layer")) == spec.layer)
-        and (spec.score is None or str(saved.get("score")) == spec.score)
+        and str(saved.get("layer")) == layer
+        and str(saved.get("score")) == score
         and idx.size >= n and np.array_equal(idx[:n], np.arange(n))
         and maps.shape[1:] == spatial
         and np.array_equal(np.asarray(saved.get("targets", np.zeros(0))).reshape(-1)[:n],
@@ -137,27 +205,18 @@ def _saved_maps(run: RunDir, spec: MethodSpec, split: str, predicted: np.ndarray
 def _compute_maps(model: nn.Module, x: Tensor, targets: Tensor, *, method: str, layer: str,
                   score: str, batch_size: int, progress: Callable[[int], None] | None = None
                   ) -> tuple[Tensor, tuple[int, ...]]:
-    engine = _engine()
     dev = M._device(model)
-    maps, cells = [], ()
+    maps: list[Tensor] = []
+    cells: tuple[int, ...] = ()
     for i in range(0, x.shape[0], batch_size):
-        res = engine.explain(model, x[i : i + batch_size].to(dev), layer=layer, method=method,
-                             targets=targets[i : i + batch_size].to(dev), score=score)
+        res = explain_methods(model, x[i : i + batch_size].to(dev), layer=layer,
+                              methods=[method], targets=targets[i : i + batch_size].to(dev),
+                              score=score)[method]
         maps.append(res.maps.detach().float().cpu())
         cells = tuple(res.raw.shape[1:])
         if progress:
             progress(min(i + batch_size, x.shape[0]))
     return torch.cat(maps), cells
-
-
-def _resolve_specs(model: nn.Module, model_name: str, specs: Sequence[MethodSpec]
-                   ) -> dict[str, str]:
-    """Default layer per spec (the model's CAM layer), validated against the model."""
-    from cnnlens.explain.stage import resolve_layers, resolve_methods
-
-    resolve_methods([s.method for s in specs])
-    return {s.label: resolve_layers(model, model_name, [s.method], s.layer)[s.method]
-            for s in specs}
 
 
 def _tests(per_sample: dict[str, dict[str, np.ndarray]], keys: list[str], alpha: float
@@ -200,9 +259,9 @@ def _csv(summary: dict[str, Any], per_class: dict[str, Any]) -> bytes:
 def run_faithfulness(
     run_dir: str | Path,
     *,
-    methods: Sequence[str] = DEFAULT_METHODS,
+    methods: Sequence[str] | None = None,
     fracs: Sequence[float] | None = None,
-    metrics: Sequence[str] = DEFAULT_METRICS,
+    metrics: Sequence[str] | None = None,
     split: str = "test",
     limit: int | None = None,
     data_dir: str | None = None,
@@ -219,6 +278,7 @@ def run_faithfulness(
     random_cells: Sequence[int] | None = None,
     figures: bool = True,
     progress: ProgressFn | None = None,
+    data: TaskData | None = None,
 ) -> dict[str, Any]:
     """Score ``methods`` (``name[@layer][:score]``) and a random baseline; write ``faithfulness/``.
 
@@ -227,23 +287,59 @@ def run_faithfulness(
     metrics depend on how blob-like a mask is, so the grid is stated in the output. Returns
     the dict written to ``results.json``.
     """
+    opts = FaithfulnessOptions(
+        methods=tuple(methods) if methods is not None else None,
+        fracs=tuple(fracs) if fracs is not None else None,
+        metrics=tuple(metrics) if metrics is not None else None,
+        split=split, limit=limit, steps=steps, baseline=baseline, n_boot=n_boot, alpha=alpha,
+        seed=seed, sanity=sanity, sanity_samples=sanity_samples,
+        random_cells=tuple(random_cells) if random_cells is not None else None,
+        use_saved=use_saved, figures=figures, batch_size=batch_size)
+    return run_stage(RunDir(run_dir), opts, device=device, data_dir=data_dir, data=data,
+                     progress=progress)
+
+
+def run_stage(
+    run: RunDir,
+    options: FaithfulnessOptions,
+    *,
+    device: str | torch.device = "cpu",
+    data_dir: str | None = None,
+    data: TaskData | None = None,
+    progress: ProgressFn | None = None,
+) -> dict[str, Any]:
+    """The stage with its options object (what the pipeline calls)."""
+    options.validate()
+    with run.lock():
+        return _faithfulness(run, options, device=device, data_dir=data_dir, data=data,
+                             progress=progress)
+
+
+def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch.device,
+                  data_dir: str | None, data: TaskData | None,
+                  progress: ProgressFn | None) -> dict[str, Any]:
     t_start = time.perf_counter()
-    run = RunDir(run_dir)
     cfg = run.read_config()
-    specs = [parse_method(m) for m in methods]
-    if len({s.label for s in specs}) != len(specs):
-        raise CnnlensError(f"--methods lists a method twice: {', '.join(methods)}")
-    frac_list = list(fracs) if fracs is not None else list(DEFAULT_FRACS.get(cfg["task"], (0.9,)))
-    metric_list = list(dict.fromkeys(metrics))
-    _check_options(frac_list, metric_list, limit, steps, baseline, batch_size)
+    split, limit, steps, baseline = opts.split, opts.limit, opts.steps, opts.baseline
+    n_boot, alpha, seed, use_saved = opts.n_boot, opts.alpha, opts.seed, opts.use_saved
+    sanity, sanity_samples, figures = opts.sanity, opts.sanity_samples, opts.figures
+    random_cells = opts.random_cells
+    specs = [parse_method(m) for m in (opts.methods or DEFAULT_METHODS)]
+    frac_list = (list(opts.fracs) if opts.fracs is not None
+                 else list(DEFAULT_FRACS.get(cfg["task"], (0.9,))))
     dev = torch.device(device)
     model, meta = run.load_model(device=dev)
     model_name = str(meta.get("model", cfg["model"]))
-    layers = _resolve_specs(model, model_name, specs) if specs else {}
-    x, labels, class_names, kind = _load_split(run, split, limit, data_dir)
+    x, labels, class_names, kind = _load_split(run, meta, split, limit, data_dir, data)
+    metric_list = list(dict.fromkeys(opts.metrics or default_metrics(kind)))
     class_names = [str(c) for c in meta.get("class_names") or class_names]
+    resolve_methods([s.method for s in specs])
+    plans = {s.label: plan_cams(model, model_name, [s.method], s.layer, s.score, x[:1].to(dev))
+             for s in specs}
+    layers = {label: p.layers[s.method] for (label, p), s in zip(plans.items(), specs,
+                                                                  strict=True)}
     n, spatial = x.shape[0], tuple(x.shape[2:])
-    bs = batch_size or M.auto_batch(x)
+    bs = opts.batch_size or M.auto_batch(x)
     if random_cells is not None and (len(random_cells) != len(spatial) or min(random_cells) < 1):
         raise CnnlensError(f"--random-cells {tuple(random_cells)} is invalid; accepted: "
                            f"{len(spatial)} positive sizes (one per input dimension)")
@@ -258,10 +354,11 @@ def run_faithfulness(
     info: dict[str, dict[str, Any]] = {}
     cells: tuple[int, ...] | None = None
     for j, spec in enumerate(specs):
-        saved = _saved_maps(run, spec, split, predicted, spatial) if use_saved else None
+        score = plans[spec.label].score
+        saved = (_saved_maps(run, spec, layers[spec.label], score, split, predicted, spatial)
+                 if use_saved else None)
         if saved is None:
             t0 = time.perf_counter()
-            score = spec.score or "logit"
 
             def tick(done: int, j: int = j) -> None:
                 if progress:
@@ -360,6 +457,7 @@ def run_faithfulness(
 
     seconds["total"] = time.perf_counter() - t_start
     results: dict[str, Any] = {
+        "request": opts.request(), "model_digest": run.model_digest(),
         "task": cfg["task"], "model": model_name, "split": split, "n": int(n), "kind": kind,
         "device": str(dev), "fracs": frac_list, "metrics": metric_list, "metric_keys": keys,
         "methods": info, "summary": summary, "tests": tests, "per_class": by_class,
@@ -399,5 +497,6 @@ def run_faithfulness(
     return results
 
 
-__all__ = ["DEFAULT_FRACS", "DEFAULT_METHODS", "DEFAULT_METRICS", "MethodSpec", "parse_method",
-           "run_faithfulness"]
+__all__ = ["DEFAULT_FRACS", "DEFAULT_METHODS", "DEFAULT_METRICS", "IMAGE_METRICS",
+           "FaithfulnessOptions", "MethodSpec", "default_metrics", "is_done", "parse_method",
+           "run_faithfulness", "run_stage"]

@@ -1,23 +1,34 @@
-"""Model registry: every model cnnlens can build, by name.
+"""Model registry: every model cnnlens can build, by name, plus a user's own builder.
 
-Tests parametrize over ``MODELS``; the CLI lists its keys when a name is unknown.
+Tests parametrize over ``MODELS``; the CLI lists its keys when a name is unknown. A name of
+the form ``module:function`` or ``path/to/file.py:function`` builds a user's ``nn.Module``
+instead (see :mod:`cnnlens.models.user`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+import inspect
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
 
 from torch import nn
 
-from cnnlens.errors import unknown_choice
+from cnnlens.errors import CnnlensError, unknown_choice
 from cnnlens.models.mnist1d_cnn import build_mnist1d_cnn
+from cnnlens.models.user import is_user_model, load_user_builder
 from cnnlens.models.vgg7 import build_hmt_vgg7
 
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What a model needs and offers: how to build it, its input shape and CAM layers."""
+    """What a model needs and offers: how to build it, its input shape and CAM layers.
+
+    ``fit(input_shape, num_classes)`` gives the build keywords that adapt the model to a
+    task's data (channels, length, classes); ``cam_layers`` overrides ``cam_layer`` per CAM
+    method (the study explained Grad-CAM at a different layer than Ablation-CAM), and
+    ``cam_score`` is the score the study differentiated.
+    """
 
     name: str
     build: Callable[..., nn.Module]
@@ -25,6 +36,21 @@ class ModelSpec:
     num_classes: int
     cam_layer: str  # the layer the study explains at
     description: str
+    fit: Callable[[tuple[int, ...], int], dict[str, Any]] = lambda _shape, _k: {}
+    cam_layers: Mapping[str, str] = field(default_factory=dict)
+    cam_score: str = "logit"
+
+
+def _fit_mnist1d(shape: tuple[int, ...], k: int) -> dict[str, Any]:
+    if len(shape) != 2:
+        raise CnnlensError(f"model mnist1d-cnn takes signals (C, L); the data is {shape}")
+    return {"in_channels": shape[0], "length": shape[1], "num_classes": k}
+
+
+def _fit_vgg7(shape: tuple[int, ...], k: int) -> dict[str, Any]:
+    if len(shape) != 3:
+        raise CnnlensError(f"model hmt-vgg7 takes images (C, H, W); the data is {shape}")
+    return {"in_channels": shape[0], "num_classes": k}
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -35,6 +61,7 @@ MODELS: dict[str, ModelSpec] = {
         num_classes=10,
         cam_layer="conv1d_2",
         description="the study's 3-layer Conv1D network for MNIST-1D (13,960 parameters)",
+        fit=_fit_mnist1d,
     ),
     "hmt-vgg7": ModelSpec(
         name="hmt-vgg7",
@@ -43,20 +70,58 @@ MODELS: dict[str, ModelSpec] = {
         num_classes=8,
         cam_layer="conv2d_3",
         description="the study's VGG-7 for HMT histology tiles (66,088 parameters)",
+        fit=_fit_vgg7,
+        cam_layers={"gradcam": "max_pooling2d_1"},
+        cam_score="prob",
     ),
 }
 
 
 def get_model_spec(name: str) -> ModelSpec:
-    """Look up a model by name; an unknown name lists the valid ones."""
+    """Look up a registered model by name; an unknown name lists the valid ones."""
     try:
         return MODELS[name]
     except KeyError:
-        raise unknown_choice("model", name, MODELS) from None
+        hint = " or a builder as module:function / file.py:function"
+        err = unknown_choice("model", name, MODELS)
+        raise CnnlensError(f"{err}{hint}") from None
 
 
-def build_model(name: str, **kwargs: object) -> nn.Module:
-    """Build a freshly initialised model by registry name."""
+def model_kwargs_for(name: str, input_shape: tuple[int, ...], num_classes: int) -> dict[str, Any]:
+    """Build keywords that fit model ``name`` to data of this shape and class count.
+
+    Only keywords that differ from the registered defaults are returned, so a run on the
+    model's own task records none. A user builder gets those of ``num_classes``,
+    ``in_channels`` and ``input_shape`` that its signature accepts.
+    """
+    if is_user_model(name):
+        offered = {"num_classes": num_classes, "in_channels": input_shape[0],
+                   "input_shape": tuple(input_shape)}
+        params = inspect.signature(load_user_builder(name)).parameters
+        takes_any = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        return {k: v for k, v in offered.items() if takes_any or k in params}
+    spec = get_model_spec(name)
+    fitted = spec.fit(tuple(input_shape), num_classes)
+    defaults = spec.fit(spec.input_shape, spec.num_classes)
+    return {k: v for k, v in fitted.items() if defaults.get(k) != v}
+
+
+def build_model(name: str, **kwargs: Any) -> nn.Module:
+    """Build a freshly initialised model by registry name or user builder reference."""
+    if is_user_model(name):
+        builder = load_user_builder(name)
+        try:
+            model = builder(**kwargs)
+        except Exception as exc:
+            raise CnnlensError(
+                f"--model {name}: the builder raised {type(exc).__name__}: {exc}"
+            ) from exc
+        if not isinstance(model, nn.Module):
+            raise CnnlensError(
+                f"--model {name}: the builder returned {type(model).__name__}, "
+                "expected a torch.nn.Module"
+            )
+        return model
     return get_model_spec(name).build(**kwargs)
 
 
@@ -65,4 +130,5 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-__all__ = ["MODELS", "ModelSpec", "build_model", "count_parameters", "get_model_spec"]
+__all__ = ["MODELS", "ModelSpec", "build_model", "count_parameters", "get_model_spec",
+           "is_user_model", "model_kwargs_for"]

@@ -1,6 +1,7 @@
-"""Training: recipes, the loop, checkpoints."""
+"""Training: recipes and the loop (checkpoints live in :mod:`cnnlens.pipeline.checkpoint`)."""
 
-from cnnlens.train.loop import TrainCallback, make_optimizer, train_run
+from cnnlens.train.loop import EpochHook, TrainCallback, make_optimizer, train_run
 from cnnlens.train.recipes import RECIPES, Recipe, get_recipe
 
-__all__ = ["RECIPES", "Recipe", "TrainCallback", "get_recipe", "make_optimizer", "train_run"]
+__all__ = ["RECIPES", "EpochHook", "Recipe", "TrainCallback", "get_recipe", "make_optimizer",
+           "train_run"]

@@ -3,33 +3,38 @@
 Every epoch ends with a complete checkpoint (weights, sidecar, optimizer and RNG state), so
 ``resume`` continues an interrupted run and ends with the same weights as an uninterrupted
 one: shuffling uses a dedicated generator whose state is saved, and augmentation is a pure
-function of (seed, epoch, index).
+function of (seed, epoch, index). An interrupt (SIGINT) is honoured at the next batch
+boundary: the state *inside* the epoch is saved too (position, running sums, the epoch's
+shuffle state), and a resumed run continues from that batch.
 """
 
 from __future__ import annotations
 
 import contextlib
 import math
+import signal
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, TensorDataset
+from torch.utils.data import Dataset
 
 from cnnlens.data import TaskData
+from cnnlens.data.batching import iterate_batches
 from cnnlens.device import resolve_device
 from cnnlens.errors import CnnlensError
 from cnnlens.fileio import write_json
 from cnnlens.models import build_model
-from cnnlens.rundir import RunDir
-from cnnlens.train.checkpoint import (
+from cnnlens.pipeline.checkpoint import (
     load_checkpoint,
     load_train_state,
     save_checkpoint,
     save_train_state,
 )
+from cnnlens.pipeline.folder import RunDir
 from cnnlens.train.recipes import Recipe, epochs_for, lr_at
 
 
@@ -44,6 +49,21 @@ class TrainCallback:
 
     def on_epoch_end(self, stats: dict[str, Any]) -> None:
         """Called with the epoch's metrics after its checkpoint is written."""
+
+
+class EpochHook:
+    """Work done after each epoch's checkpoint with the live model and TensorBoard writer.
+
+    The pipeline uses it to log CAM images while training without the training loop
+    importing the explain stage (which sits above it).
+    """
+
+    def after_epoch(self, epoch: int, epochs: int, model: nn.Module, writer: Any) -> None:
+        """Called after the checkpoint of (0-based) ``epoch`` is written."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """SIGINT arrived; the state at the last batch boundary is saved for ``--resume``."""
 
 
 def kernel_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
@@ -66,25 +86,6 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
     return torch.optim.SGD(
         groups, lr=recipe.lr, momentum=recipe.momentum, nesterov=recipe.nesterov
     )
-
-
-def iterate_batches(
-    dataset: Dataset[Any], order: torch.Tensor, batch_size: int
-) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """Yield ``(x, y)`` batches in ``order``; in-memory tensors skip the DataLoader overhead."""
-    if isinstance(dataset, TensorDataset):
-        xs, ys = dataset.tensors[0], dataset.tensors[1]
-        for i in range(0, len(order), batch_size):
-            idx = order[i : i + batch_size]
-            yield xs[idx], ys[idx]
-        return
-    get_batch = getattr(dataset, "get_batch", None)
-    if callable(get_batch):
-        for i in range(0, len(order), batch_size):
-            yield get_batch(order[i : i + batch_size])
-        return
-    loader = DataLoader(dataset, batch_size=batch_size, sampler=order.tolist(), num_workers=0)
-    yield from loader
 
 
 @torch.no_grad()
@@ -116,15 +117,50 @@ def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
     return contextlib.nullcontext()
 
 
+class _StopFlag:
+    """SIGINT sets a flag the loop checks at each batch boundary (main thread only)."""
+
+    def __init__(self) -> None:
+        self.set = False
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator[_StopFlag]:
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = signal.getsignal(signal.SIGINT)
+
+        def handler(_sig: int, _frame: object) -> None:
+            if self.set:  # a second Ctrl-C: stop now, the last epoch checkpoint is kept
+                raise KeyboardInterrupt
+            self.set = True
+
+        signal.signal(signal.SIGINT, handler)
+        try:
+            yield self
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
 def train_run(
     run: RunDir,
     *,
     data: TaskData | None = None,
     resume: bool = False,
     callback: TrainCallback | None = None,
+    hooks: Sequence[EpochHook] = (),
 ) -> dict[str, Any]:
     """Train the model a run's ``config.json`` describes; return the final epoch's metrics."""
+    with run.lock():
+        return _train(run, data=data, resume=resume, callback=callback, hooks=hooks)
+
+
+def _train(run: RunDir, *, data: TaskData | None, resume: bool,
+           callback: TrainCallback | None, hooks: Sequence[EpochHook]) -> dict[str, Any]:
     cfg = run.read_config()
+    if not isinstance(cfg.get("recipe"), dict):
+        raise CnnlensError(f"{run.config_path}: this run has no training recipe (an imported "
+                           "model); train into a new --out")
     recipe = Recipe(**cfg["recipe"])
     recipe.validate()
     epochs = epochs_for(recipe, cfg["task"])
@@ -135,76 +171,116 @@ def train_run(
     n_train = len(data.train)  # type: ignore[arg-type]
     if n_train == 0:
         raise CnnlensError(f"task {cfg['task']!r}: the training split is empty")
+    for split in (data.train, data.val):  # decode every image now: name all bad files at once
+        preload = getattr(split, "preload", None)
+        if callable(preload) and len(split):  # type: ignore[arg-type]
+            preload()
 
     torch.manual_seed(seed)
-    model = build_model(cfg["model"], **cfg.get("model_kwargs", {})).to(device)
+    model_kwargs = cfg.get("model_kwargs") or {}
+    model = build_model(cfg["model"], **model_kwargs).to(device)
     optimizer = make_optimizer(model, recipe)
     shuffle = torch.Generator().manual_seed(seed)
     history: list[dict[str, Any]] = []
     best = {"val_loss": math.inf, "epoch": -1}
     bad_epochs = 0
     start = 0
+    partial: dict[str, Any] | None = None
     meta_base = {
         "model": cfg["model"],
-        "model_kwargs": cfg.get("model_kwargs", {}),
+        "model_kwargs": model_kwargs,
         "task": cfg["task"],
         "class_names": data.class_names,
         "recipe": recipe.to_dict(),
         "seed": seed,
     }
 
-    if resume and (run.checkpoints / "last_state.pt").exists():
-        state = load_train_state(run.checkpoints / "last_state.pt")
-        loaded, _ = load_checkpoint(run.checkpoints, "last", device=device)
+    state_path = run.checkpoints / "last_state.pt"
+    if resume and state_path.exists():
+        state = load_train_state(state_path)
+        expect = {"model": cfg["model"], "model_kwargs": model_kwargs,
+                  "class_names": data.class_names}
+        loaded, _ = load_checkpoint(run.checkpoints, "last", device=device, expect=expect)
         model.load_state_dict(loaded.state_dict())
-        optimizer.load_state_dict(state["optimizer"])
-        shuffle.set_state(state["shuffle_rng"])
-        torch.set_rng_state(state["torch_rng"])
+        try:
+            optimizer.load_state_dict(state["optimizer"])
+            shuffle.set_state(state["shuffle_rng"])
+            torch.set_rng_state(state["torch_rng"])
+        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
+            raise CnnlensError(f"{state_path}: training state does not fit this run ({exc}); "
+                               "start again with --overwrite") from None
         history = list(state["history"])
         best = dict(state["best"])
         bad_epochs = int(state["bad_epochs"])
         start = int(state["epoch"]) + 1
+        partial = state.get("partial")
+        if partial is not None:
+            start = int(partial["epoch"])
         if state.get("stopped_early"):
             start = epochs
 
     writer = _summary_writer(run, purge_step=start if start else None)
+    stop_flag = _StopFlag()
     try:
-        for epoch in range(start, epochs):
-            stats = _train_epoch(model, optimizer, data, recipe, epoch, epochs, shuffle,
-                                 device, cb)
-            history.append(stats)
-            improved = stats.get("val_loss", math.inf) < best["val_loss"]
-            if improved:
-                best = {"val_loss": stats["val_loss"], "epoch": epoch}
-                bad_epochs = 0
-            elif len(data.val):  # type: ignore[arg-type]
-                bad_epochs += 1
-            stop = recipe.early_stopping and bad_epochs >= recipe.patience
-            _log_scalars(writer, stats)
-            meta = {**meta_base, "epoch": epoch, "metrics": stats}
-            if improved and recipe.early_stopping:
-                save_checkpoint(run.checkpoints, "best", model, meta)
-            save_checkpoint(run.checkpoints, "last", model, meta)
-            save_train_state(
-                run.checkpoints / "last_state.pt",
-                {
-                    "epoch": epoch,
-                    "optimizer": optimizer.state_dict(),
-                    "shuffle_rng": shuffle.get_state(),
-                    "torch_rng": torch.get_rng_state(),
-                    "history": history,
-                    "best": best,
-                    "bad_epochs": bad_epochs,
-                    "stopped_early": stop,
-                },
-            )
-            write_json(run.train_dir / "history.json", history)
-            cb.on_epoch_end(stats)
-            if stop:
-                break
+        with stop_flag.installed():
+            for epoch in range(start, epochs):
+                stats = _train_epoch(model, optimizer, data, recipe, epoch, epochs, shuffle,
+                                     device, cb, stop_flag, partial)
+                partial = None
+                if stats.get("interrupted"):
+                    save_checkpoint(run.checkpoints, "last", model,
+                                    {**meta_base, "epoch": epoch - 1, "partial_epoch": epoch,
+                                     "metrics": history[-1] if history else {}})
+                    save_train_state(state_path, {
+                        "epoch": epoch - 1,
+                        "optimizer": optimizer.state_dict(),
+                        "shuffle_rng": shuffle.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "history": history,
+                        "best": best,
+                        "bad_epochs": bad_epochs,
+                        "stopped_early": False,
+                        "partial": stats["partial"],
+                    })
+                    raise TrainingInterrupted(
+                        f"interrupted in epoch {epoch + 1} after batch "
+                        f"{stats['partial']['batches']}; resume with --resume"
+                    )
+                history.append(stats)
+                improved = stats.get("val_loss", math.inf) < best["val_loss"]
+                if improved:
+                    best = {"val_loss": stats["val_loss"], "epoch": epoch}
+                    bad_epochs = 0
+                elif len(data.val):  # type: ignore[arg-type]
+                    bad_epochs += 1
+                stop = recipe.early_stopping and bad_epochs >= recipe.patience
+                _log_scalars(writer, stats)
+                meta = {**meta_base, "epoch": epoch, "metrics": stats}
+                if improved and recipe.early_stopping:
+                    save_checkpoint(run.checkpoints, "best", model, meta)
+                save_checkpoint(run.checkpoints, "last", model, meta)
+                save_train_state(
+                    state_path,
+                    {
+                        "epoch": epoch,
+                        "optimizer": optimizer.state_dict(),
+                        "shuffle_rng": shuffle.get_state(),
+                        "torch_rng": torch.get_rng_state(),
+                        "history": history,
+                        "best": best,
+                        "bad_epochs": bad_epochs,
+                        "stopped_early": stop,
+                        "partial": None,
+                    },
+                )
+                write_json(run.train_dir / "history.json", history)
+                for hook in hooks:
+                    hook.after_epoch(epoch, epochs, model, writer)
+                cb.on_epoch_end(stats)
+                if stop:
+                    break
     finally:
-        if writer is not None:
-            writer.close()
+        writer.close()
 
     final_name = "best" if recipe.early_stopping and best["epoch"] >= 0 else "last"
     final, final_meta = load_checkpoint(run.checkpoints, final_name, device="cpu")
@@ -227,6 +303,8 @@ def _train_epoch(
     shuffle: torch.Generator,
     device: torch.device,
     cb: TrainCallback,
+    stop: _StopFlag,
+    partial: dict[str, Any] | None,
 ) -> dict[str, Any]:
     lr = lr_at(recipe, epoch)
     for group in optimizer.param_groups:
@@ -235,12 +313,23 @@ def _train_epoch(
     if callable(set_epoch):
         set_epoch(epoch)
     n = len(data.train)  # type: ignore[arg-type]
+    if partial is not None:  # resume inside the epoch: the same order, from the same batch
+        shuffle.set_state(partial["shuffle_before"])
+    shuffle_before = shuffle.get_state()
     order = torch.randperm(n, generator=shuffle)
     cb.on_epoch_start(epoch, epochs, n)
     model.train()
+    total_loss, correct, seen, skip = 0.0, 0, 0, 0
+    seconds = 0.0
+    if partial is not None:
+        total_loss, correct, seen = partial["loss_sum"], partial["correct"], partial["seen"]
+        skip, seconds = partial["batches"], partial["seconds"]
+        torch.set_rng_state(partial["torch_rng"])
+        cb.on_batch_end(seen, total_loss / max(seen, 1), correct / max(seen, 1))
+    bs = recipe.batch_size
     t0 = time.perf_counter()
-    total_loss, correct, seen = 0.0, 0, 0
-    for step, (x, y) in enumerate(iterate_batches(data.train, order, recipe.batch_size)):
+    batches = iterate_batches(data.train, order[skip * bs:], bs)
+    for step, (x, y) in enumerate(batches, start=skip):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with _autocast(device):
             logits = model(x)
@@ -259,7 +348,12 @@ def _train_epoch(
         correct += int((logits.argmax(1) == y).sum())
         seen += b
         cb.on_batch_end(b, total_loss / seen, correct / seen)
-    seconds = time.perf_counter() - t0
+        if stop.set and seen < n:
+            return {"interrupted": True, "partial": {
+                "epoch": epoch, "batches": step + 1, "loss_sum": total_loss, "correct": correct,
+                "seen": seen, "shuffle_before": shuffle_before, "torch_rng": torch.get_rng_state(),
+                "seconds": seconds + time.perf_counter() - t0}}
+    seconds += time.perf_counter() - t0
     stats: dict[str, Any] = {
         "epoch": epoch,
         "lr": lr,
@@ -292,3 +386,7 @@ def _log_scalars(writer: Any, stats: dict[str, Any]) -> None:
         writer.add_scalar("loss/val", stats["val_loss"], epoch)
         writer.add_scalar("accuracy/val", stats["val_accuracy"], epoch)
     writer.flush()
+
+
+__all__ = ["EpochHook", "TrainCallback", "TrainingInterrupted", "kernel_parameters",
+           "loss_and_accuracy", "make_optimizer", "train_run"]

@@ -14,8 +14,9 @@ import pytest
 import torch
 
 from cnnlens.errors import CnnlensError
-from cnnlens.models.keras_import import import_keras, load_keras_h5
-from cnnlens.rundir import RunDir
+from cnnlens.models.keras import load_keras_h5
+from cnnlens.pipeline.folder import RunDir
+from cnnlens.pipeline.keras import import_keras
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 HMT_PER_CLASS = [0.855, 0.758, 0.774, 0.855, 0.661, 0.823, 0.952, 1.0]

@@ -19,13 +19,9 @@ Layout conversions (Keras is channels-last):
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
-import os
-import shutil
-import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -433,93 +429,3 @@ def _check_shape(
             f"{path}: {layer.label} {what} has shape {list(got.shape)} in torch layout; "
             f"expected {list(want.shape)}"
         )
-
-
-# -- run folder --------------------------------------------------------------------------------
-def import_keras(
-    path: str | Path, *, task: str, out_dir: str | Path, overwrite: bool = False
-) -> Path:
-    """Import a Keras HDF5 model as a normal run folder that every later command can use.
-
-    The folder is assembled under a temporary name beside ``out_dir`` and renamed into
-    place, so a failed import leaves nothing that looks like a complete run.
-    """
-    from cnnlens.data import DataConfig, get_task
-    from cnnlens.rundir import RunDir
-    from cnnlens.train.checkpoint import save_checkpoint
-
-    src = Path(path)
-    out = Path(out_dir)
-    spec = get_task(task)
-    if out.exists() and not out.is_dir():
-        raise CnnlensError(f"{out}: exists and is not a folder; choose another --out")
-    if out.is_dir() and any(out.iterdir()) and not overwrite:
-        raise CnnlensError(f"{out}: folder exists and is not empty; pass --overwrite to replace it")
-    model, info = load_keras_h5(src, model_name=spec.model)
-    data = asdict(DataConfig(task=task))
-    del data["task"]
-    source = {"keras_file": str(src.resolve()), "sha256": _sha256(src), **info}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.import-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; a run folder should not be
-    try:
-        run = RunDir(tmp)
-        run.write_config(
-            {"task": task, "model": spec.model, "data": data, "source": source, "recipe": None}
-        )
-        save_checkpoint(
-            run.checkpoints,
-            "model",
-            model,
-            {
-                "model": spec.model,
-                "class_names": task_class_names(task),
-                "epoch": None,
-                "imported_from": source,
-            },
-        )
-        _move_into_place(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp)
-    return out
-
-
-def task_class_names(task: str) -> list[str]:
-    """Class names of a task without loading its data (the Keras file does not store them)."""
-    if task == "mnist1d":
-        from cnnlens.data.mnist1d import CLASS_NAMES
-
-        return list(CLASS_NAMES)
-    if task == "hmt":
-        from cnnlens.data.hmt import HMT_CLASSES
-
-        return list(HMT_CLASSES)
-    raise CnnlensError(f"task {task!r} has no known class names; valid: hmt, mnist1d")
-
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename ``tmp`` to ``out``; an existing ``out`` is moved aside first, then deleted."""
-    old: Path | None = None
-    if out.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.old-", dir=out.parent))
-        os.replace(out, old / out.name)
-    try:
-        os.replace(tmp, out)
-    except OSError:
-        if old is not None:  # put the previous run back
-            os.replace(old / out.name, out)
-            shutil.rmtree(old)
-        raise
-    if old is not None:
-        shutil.rmtree(old)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

@@ -1,0 +1,92 @@
+"""A run's ``config.json``: task, model and its build options, recipe, data options."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from cnnlens.data import DataConfig, describe_task, get_task
+from cnnlens.errors import CnnlensError
+from cnnlens.models import get_model_spec, is_user_model, model_kwargs_for
+from cnnlens.models.user import normalize_reference
+from cnnlens.train.recipes import epochs_for, get_recipe
+
+
+def resolve_model_name(task: str, model: str | None) -> str:
+    """The task's default model, a registered name, or a user builder reference."""
+    name = model or get_task(task).model
+    if is_user_model(name):
+        return normalize_reference(name)
+    get_model_spec(name)
+    return name
+
+
+def data_config(
+    *,
+    task: str,
+    data_dir: str | None = None,
+    image_size: int | None = None,
+    val_fraction: float = 0.0,
+    seed: int = 0,
+    augment: bool = True,
+    skip_bad: bool = False,
+    cache_dir: str | None = None,
+) -> DataConfig:
+    """A validated :class:`DataConfig` with an absolute data path."""
+    spec = get_task(task)
+    size = 224 if image_size is None else image_size
+    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 4096:
+        raise CnnlensError(f"--image-size must be an integer in 1..4096, got {size!r}")
+    if data_dir is not None and not spec.needs:
+        raise CnnlensError(f"task {task} generates its data; --data-dir/--data is not used")
+    path = str(Path(data_dir).expanduser().resolve()) if data_dir else None
+    return DataConfig(task=task, data_dir=path, image_size=size, val_fraction=val_fraction,
+                      seed=seed, augment=augment, skip_bad=skip_bad, cache_dir=cache_dir)
+
+
+def make_config(
+    *,
+    task: str,
+    model: str | None = None,
+    recipe: str = "study",
+    seed: int = 0,
+    device: str = "auto",
+    data_dir: str | None = None,
+    image_size: int | None = None,
+    cache_dir: str | None = None,
+    skip_bad: bool = False,
+    **recipe_overrides: Any,
+) -> dict[str, Any]:
+    """Build and validate a training run's config from user options.
+
+    The model is fitted to the data (channels, length, classes) without decoding a sample:
+    the task describes its shape from file names and array headers.
+    """
+    spec = get_task(task)
+    model_name = resolve_model_name(task, model)
+    rec = get_recipe(recipe).with_overrides(**recipe_overrides)
+    data = data_config(task=task, data_dir=data_dir, image_size=image_size,
+                       val_fraction=rec.val_fraction, seed=seed, augment=rec.augment,
+                       skip_bad=skip_bad, cache_dir=cache_dir)
+    shape = describe_task(data)
+    kwargs = model_kwargs_for(model_name, shape.input_shape, len(shape.class_names))
+    data_dict = asdict(data)
+    data_dict.pop("task")
+    cfg: dict[str, Any] = {
+        "task": task,
+        "model": model_name,
+        "recipe": rec.to_dict(),
+        "epochs": epochs_for(rec, task),
+        "seed": seed,
+        "device": device,
+        "data": data_dict,
+    }
+    if kwargs:
+        cfg["model_kwargs"] = kwargs
+    if spec.kind != shape.kind:  # pragma: no cover - a task registry mistake
+        raise CnnlensError(f"task {task}: describes {shape.kind} data but is {spec.kind}")
+    return cfg
+
+
+__all__ = ["data_config", "make_config", "resolve_model_name"]

@@ -1,0 +1,330 @@
+"""The run folder: each stage reads the previous stage's artifacts and writes its own.
+
+Layout::
+
+    RUN/config.json          what the run is (task, model, recipe, data)
+    RUN/checkpoints/         model.safetensors + model.json (the model later stages use),
+                             last.* and last_state.pt (for --resume)
+    RUN/tb/                  TensorBoard event files
+    RUN/train/history.json   per-epoch metrics
+    RUN/eval/                metrics.json, predictions.npz, figures
+    RUN/cams/                <method>.npz and figures
+    RUN/faithfulness/        results.json / .csv and figures
+    RUN/report.html
+    RUN/.lock                held (``flock``) by the process writing the folder
+
+A process that writes a run folder holds ``RUN/.lock`` with ``fcntl.flock``: a second
+process fails at once with a message naming the holder, and the kernel releases the lock
+when its holder dies, so a lock left by a killed process never blocks.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as _dt
+import errno
+import hashlib
+import json
+import os
+import shutil
+import socket
+import sys
+import threading
+from collections.abc import Iterator
+from dataclasses import fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from cnnlens.data import DataConfig, TaskData, load_task
+from cnnlens.errors import CnnlensError
+from cnnlens.fileio import read_json, write_json
+
+#: Everything a run writes; --overwrite removes exactly these, never a user's other files.
+RUN_ARTIFACTS = ("config.json", "checkpoints", "tb", "train", "eval", "cams", "faithfulness",
+                 "report.html")
+LOCK_NAME = ".lock"
+
+
+class RunLockedError(CnnlensError):
+    """Another process is writing this run folder."""
+
+
+class _Held:
+    """Locks this process holds, so nested stages of one process share one lock."""
+
+    lock = threading.Lock()
+    fds: ClassVar[dict[Path, tuple[int, int]]] = {}  # path -> (fd, depth)
+
+
+class RunDir:
+    """Paths, loaders and the writer's lock of one run folder."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def __repr__(self) -> str:
+        return f"RunDir({str(self.path)!r})"
+
+    # -- paths -----------------------------------------------------------------
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.json"
+
+    @property
+    def checkpoints(self) -> Path:
+        return self.path / "checkpoints"
+
+    @property
+    def tb(self) -> Path:
+        return self.path / "tb"
+
+    @property
+    def train_dir(self) -> Path:
+        return self.path / "train"
+
+    @property
+    def eval_dir(self) -> Path:
+        return self.path / "eval"
+
+    @property
+    def cams_dir(self) -> Path:
+        return self.path / "cams"
+
+    @property
+    def faithfulness_dir(self) -> Path:
+        return self.path / "faithfulness"
+
+    @property
+    def report_path(self) -> Path:
+        return self.path / "report.html"
+
+    # -- config ----------------------------------------------------------------
+    def exists(self) -> bool:
+        return self.config_path.exists()
+
+    def read_config(self) -> dict[str, Any]:
+        if not self.path.is_dir():
+            raise CnnlensError(f"{self.path}: run folder not found")
+        if not self.config_path.exists():
+            raise CnnlensError(
+                f"{self.config_path}: not found; is {self.path} a cnnlens run folder?"
+            )
+        cfg = read_json(self.config_path)
+        if not isinstance(cfg, dict) or "task" not in cfg or "model" not in cfg:
+            raise CnnlensError(f"{self.config_path}: not a cnnlens run config")
+        return cfg
+
+    def write_config(self, cfg: dict[str, Any]) -> None:
+        write_json(self.config_path, cfg)
+
+    def data_config(self, **overrides: Any) -> DataConfig:
+        """The run's :class:`DataConfig`, with optional overrides (e.g. ``data_dir``)."""
+        cfg = self.read_config()
+        names = {f.name for f in fields(DataConfig)}
+        data = {k: v for k, v in cfg.get("data", {}).items() if k in names}
+        data["task"] = cfg["task"]
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        if data.get("data_dir") is not None:
+            data["data_dir"] = str(Path(data["data_dir"]).expanduser().resolve())
+        return DataConfig(**data)
+
+    # -- loaders ---------------------------------------------------------------
+    def load_data(self, **overrides: Any) -> TaskData:
+        return load_task(self.data_config(**overrides))
+
+    def expected_model(self) -> dict[str, Any]:
+        """What the run's config says the checkpoint must be (model and build options)."""
+        cfg = self.read_config()
+        return {"model": cfg["model"], "model_kwargs": cfg.get("model_kwargs") or {}}
+
+    def load_model(
+        self, name: str = "model", *, device: str | torch.device = "cpu"
+    ) -> tuple[nn.Module, dict[str, Any]]:
+        """Load a checkpoint of this run in eval mode, with its sidecar metadata.
+
+        A checkpoint made for another model than the run's config names is refused.
+        """
+        from cnnlens.pipeline.checkpoint import load_checkpoint
+
+        model, meta = load_checkpoint(self.checkpoints, name, device=device,
+                                      expect=self.expected_model())
+        model.eval()
+        return model, meta
+
+    def is_trained(self) -> bool:
+        return (self.checkpoints / "model.json").exists()
+
+    def model_digest(self) -> str:
+        """SHA-256 of the model weights: stages record it to notice a retrained model."""
+        path = self.checkpoints / "model.safetensors"
+        try:
+            return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        except OSError:
+            return ""
+
+    # -- locking ---------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, command: str | None = None) -> Iterator[None]:
+        """Hold ``RUN/.lock`` while writing; re-entrant within one process.
+
+        Raises :class:`RunLockedError` naming the folder and the holder when another process
+        holds it.
+        """
+        import fcntl
+
+        key = self.path.resolve()
+        with _Held.lock:
+            held = _Held.fds.get(key)
+            if held is not None:
+                _Held.fds[key] = (held[0], held[1] + 1)
+        if held is None:
+            if not self.path.is_dir():
+                raise CnnlensError(f"{self.path}: run folder not found")
+            path = self.path / LOCK_NAME
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError as exc:
+                os.close(fd)
+                if exc.errno not in (errno.EWOULDBLOCK, errno.EACCES, errno.EAGAIN):
+                    raise CnnlensError(f"{path}: cannot lock the run folder ({exc})") from None
+                raise RunLockedError(
+                    f"{self.path}: in use by another cnnlens process ({_holder(path)}); "
+                    "wait for it to finish or stop it"
+                ) from None
+            info = {"pid": os.getpid(), "host": socket.gethostname(),
+                    "command": command or " ".join(["cnnlens", *sys.argv[1:]])[:200],
+                    "since": _dt.datetime.now().isoformat(timespec="seconds")}
+            with contextlib.suppress(OSError):
+                os.ftruncate(fd, 0)
+                os.pwrite(fd, json.dumps(info).encode(), 0)
+            with _Held.lock:
+                _Held.fds[key] = (fd, 1)
+        try:
+            yield
+        finally:
+            with _Held.lock:
+                fd, depth = _Held.fds[key]
+                if depth > 1:
+                    _Held.fds[key] = (fd, depth - 1)
+                else:
+                    del _Held.fds[key]
+                    os.close(fd)  # releases the flock; the file stays (harmless, reused)
+
+
+def _holder(path: Path) -> str:
+    try:
+        info = json.loads(path.read_text() or "{}")
+    except (OSError, ValueError):
+        return "holder unknown"
+    return (f"pid {info.get('pid', '?')} on {info.get('host', '?')}, "
+            f"`{info.get('command', '?')}` since {info.get('since', '?')}")
+
+
+def check_class_names(data_names: list[str], model_names: list[str] | None, where: str) -> None:
+    """Refuse data whose classes differ from the model's: labels would silently permute."""
+    if model_names is None:
+        return
+    data_list, model_list = [str(c) for c in data_names], [str(c) for c in model_names]
+    if data_list == model_list:
+        return
+    only_data = [c for c in data_list if c not in model_list]
+    only_model = [c for c in model_list if c not in data_list]
+    detail = []
+    if only_data:
+        detail.append(f"only in the data: {', '.join(only_data)}")
+    if only_model:
+        detail.append(f"only in the model: {', '.join(only_model)}")
+    if not detail:
+        detail.append("same names in another order")
+    raise CnnlensError(
+        f"{where}: the data's classes differ from the model's ({'; '.join(detail)}); "
+        f"data: {', '.join(data_list)}; model: {', '.join(model_list)}"
+    )
+
+
+def load_checked_data(
+    run: RunDir, meta: dict[str, Any], *, data_dir: str | None = None,
+    data: TaskData | None = None,
+) -> TaskData:
+    """The run's data (or ``data``), refused when its classes are not the model's."""
+    if data is None:
+        data = run.load_data(data_dir=data_dir, augment=False)
+    cfg = run.data_config(data_dir=data_dir)
+    where = cfg.data_dir or cfg.task
+    check_class_names(data.class_names, meta.get("class_names"), f"{where}")
+    return data
+
+
+# -- creating ------------------------------------------------------------------------------
+def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The parts of a config that define a run (not when or where it was made)."""
+    out = {k: v for k, v in cfg.items() if k not in ("created", "cnnlens_version", "device")}
+    data = dict(out.get("data", {}))
+    data.pop("cache_dir", None)
+    out["data"] = data
+    return out
+
+
+def _only_config(run: RunDir) -> bool:
+    """A folder holding a config and nothing a stage wrote: a run that never started."""
+    entries = {p.name for p in run.path.iterdir()} - {LOCK_NAME, "config.json"}
+    return not entries or (entries <= {"checkpoints", "tb"} and not any(
+        (run.path / e).is_dir() and any((run.path / e).iterdir()) for e in entries
+    ))
+
+
+def prepare_run_dir(out: str | Path | None, cfg: dict[str, Any], *, overwrite: bool,
+                    default_name: str | None = None) -> RunDir:
+    """Create the run folder, or reuse it when it holds a run of the same config.
+
+    A folder holding anything else is refused unless ``overwrite``, which removes only the
+    artifacts a run writes. A folder that holds only the config of a run that never started
+    (it failed before training) takes the new config without ``overwrite``.
+    """
+    if out is None:
+        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+        out = Path("runs") / f"{default_name or cfg['task']}-{stamp}"
+    run = RunDir(out)
+    if run.path.exists() and not run.path.is_dir():
+        raise CnnlensError(f"--out {run.path}: exists and is not a folder")
+    if run.path.is_dir() and any(p.name != LOCK_NAME for p in run.path.iterdir()):
+        same = False
+        if run.exists():
+            try:
+                same = _comparable(run.read_config()) == _comparable(cfg)
+            except CnnlensError:
+                same = False
+        fresh = run.exists() and _only_config(run)
+        if not same and not overwrite and not fresh:
+            what = "a run with a different config" if run.exists() else "files that are not a run"
+            raise CnnlensError(
+                f"--out {run.path}: folder holds {what}; choose another --out or pass --overwrite"
+            )
+        if not same:
+            remove_artifacts(run)
+    run.path.mkdir(parents=True, exist_ok=True)
+    if not run.exists():
+        from cnnlens import __version__
+
+        stamped = {**cfg, "created": _dt.datetime.now().isoformat(timespec="seconds"),
+                   "cnnlens_version": __version__}
+        run.write_config(stamped)
+    return run
+
+
+def remove_artifacts(run: RunDir) -> None:
+    """Delete what a run writes (never other files in the folder)."""
+    for name in RUN_ARTIFACTS:
+        p = run.path / name
+        if p.is_dir():
+            shutil.rmtree(p)
+        elif p.exists():
+            p.unlink()
+
+
+__all__ = ["LOCK_NAME", "RUN_ARTIFACTS", "RunDir", "RunLockedError", "check_class_names",
+           "load_checked_data", "prepare_run_dir", "remove_artifacts"]

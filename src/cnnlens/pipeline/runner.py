@@ -1,0 +1,291 @@
+"""The main job from Python: train (or import) → evaluate → explain → faithfulness → report.
+
+>>> from cnnlens.pipeline import run
+>>> result = run(task="mnist1d", epochs=5, out="runs/quick")
+>>> result.accuracy, result.report
+
+Every stage reads the previous stage's artifacts from the run folder, so a run started
+again on the same folder and options continues where it stopped: each stage's own
+``is_done`` decides whether it is skipped. The data are loaded (and images decoded) once
+for all stages. Nothing here prints: progress goes to a :class:`Progress` object.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+from cnnlens.data import DataConfig, TaskData, load_task
+from cnnlens.errors import CnnlensError
+from cnnlens.evaluate import stage as evaluate_stage
+from cnnlens.evaluate.stage import EvaluateOptions
+from cnnlens.explain import stage as explain_stage
+from cnnlens.explain.stage import ExplainOptions
+from cnnlens.faithfulness import stage as faithfulness_stage
+from cnnlens.faithfulness.stage import FaithfulnessOptions
+from cnnlens.pipeline.config import make_config
+from cnnlens.pipeline.folder import RunDir, prepare_run_dir
+from cnnlens.pipeline.keras import keras_run_config, write_imported
+from cnnlens.pipeline.stages import STAGE_NAMES, STAGES
+from cnnlens.report import stage as report_stage
+from cnnlens.report.stage import ReportOptions
+from cnnlens.train.loop import EpochHook, TrainCallback, train_run
+
+#: Recipe options a user may override; None keeps the recipe's value.
+TRAINING_FIELDS = ("epochs", "batch_size", "lr", "momentum", "schedule", "early_stopping",
+                   "patience", "val_fraction", "augment")
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Everything ``cnnlens run`` accepts, as one value (the CLI builds exactly this).
+
+    Run-level: the task and its data, the model (registry name, ``module:function`` or
+    ``file.py:function``), recipe and training overrides, seed and device. Stage-level:
+    ``evaluate``, ``explain``, ``faithfulness`` and ``report`` each have their own options,
+    so nothing set for training changes another stage. ``device`` and ``data_dir`` are
+    shared by every stage (documented: they say where to run and where the data is).
+    ``from_keras`` imports a trained Keras file instead of training.
+    """
+
+    task: str = "mnist1d"
+    data_dir: str | None = None
+    model: str | None = None
+    recipe: str = "study"
+    seed: int = 0
+    device: str = "auto"
+    image_size: int | None = None
+    cache_dir: str | None = None
+    skip_bad: bool = False
+    from_keras: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    momentum: float | None = None
+    schedule: str | None = None
+    early_stopping: bool | None = None
+    patience: int | None = None
+    val_fraction: float | None = None
+    augment: bool | None = None
+    tb_cams_every: int | None = None  # CAM images in TensorBoard every N epochs (0: off)
+    evaluate: EvaluateOptions = field(default_factory=EvaluateOptions)
+    explain: ExplainOptions = field(default_factory=ExplainOptions)
+    faithfulness: FaithfulnessOptions = field(default_factory=FaithfulnessOptions)
+    report: ReportOptions = field(default_factory=ReportOptions)
+
+    def training_overrides(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in TRAINING_FIELDS}
+
+    def validate(self) -> None:
+        """Check every stage's options before any work starts."""
+        if self.val_fraction is not None and not 0.0 <= self.val_fraction < 1.0:
+            raise CnnlensError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.from_keras is not None and any(
+            getattr(self, k) is not None for k in TRAINING_FIELDS
+        ):
+            raise CnnlensError("--from-keras imports a trained model: training options "
+                               "(--epochs, --lr, ...) do not apply")
+        if self.tb_cams_every is not None and (isinstance(self.tb_cams_every, bool)
+                                               or self.tb_cams_every < 0):
+            raise CnnlensError(f"--tb-cams-every must be >= 0, got {self.tb_cams_every}")
+        self.evaluate.validate()
+        self.explain.validate()
+        self.faithfulness.validate()
+        self.report.validate()
+
+
+class Progress:
+    """Where the pipeline reports what it does; the default ignores everything.
+
+    The CLI subclasses it to print stage lines and progress bars.
+    """
+
+    def stage(self, name: str, status: str, detail: str = "") -> None:
+        """``status`` is ``"start"``, ``"skipped"`` (detail says why) or ``"done"``."""
+
+    def note(self, text: str) -> None:
+        """A line worth showing (e.g. which CAM layer was chosen automatically)."""
+
+    def update(self, what: str, done: int, total: int) -> None:
+        """Progress inside a stage (``what``: ``cams``, ``figures``, ``metrics``, ...)."""
+
+    def training(self) -> TrainCallback:
+        """The training loop's per-batch callback."""
+        return TrainCallback()
+
+
+@dataclass
+class RunResult:
+    """What a pipeline run produced: paths, accuracy, stage summaries and timings."""
+
+    path: Path
+    config: dict[str, Any]
+    accuracy: float | None = None
+    evaluation: dict[str, Any] | None = None
+    explain: dict[str, Any] | None = None
+    faithfulness: dict[str, Any] | None = None
+    report: Path | None = None
+    stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def faithfulness_summary(self) -> dict[str, dict[str, dict[str, float]]]:
+        """Mean and 95 % interval per method and metric (empty before faithfulness ran)."""
+        return dict((self.faithfulness or {}).get("summary") or {})
+
+
+def options_from(base: RunOptions | None, fields_: dict[str, Any]) -> RunOptions:
+    """``base`` with ``fields_`` replaced; an unknown name is an error listing the valid ones."""
+    opts = base or RunOptions()
+    valid = {f.name for f in fields(RunOptions)}
+    unknown = sorted(set(fields_) - valid)
+    if unknown:
+        raise CnnlensError(f"unknown run option(s) {', '.join(unknown)}; valid: "
+                           f"{', '.join(sorted(valid))}")
+    return replace(opts, **fields_) if fields_ else opts
+
+
+def run_config(options: RunOptions) -> tuple[dict[str, Any], Any]:
+    """The run's config (and, for ``from_keras``, the imported model and its sidecar)."""
+    if options.from_keras is not None:
+        from cnnlens.pipeline.config import data_config
+
+        data = data_config(task=options.task, data_dir=options.data_dir,
+                           image_size=options.image_size, cache_dir=options.cache_dir,
+                           skip_bad=options.skip_bad, seed=options.seed, augment=False)
+        if options.model is not None:
+            raise CnnlensError("--from-keras builds the task's own model; --model does not apply")
+        cfg, model, meta = keras_run_config(options.from_keras, task=options.task, data=data)
+        cfg["device"] = options.device
+        return cfg, (model, meta)
+    cfg = make_config(task=options.task, model=options.model, recipe=options.recipe,
+                      seed=options.seed, device=options.device, data_dir=options.data_dir,
+                      image_size=options.image_size, cache_dir=options.cache_dir,
+                      skip_bad=options.skip_bad, **options.training_overrides())
+    return cfg, None
+
+
+def _data_config(cfg: dict[str, Any]) -> DataConfig:
+    names = {f.name for f in fields(DataConfig)}
+    return DataConfig(task=cfg["task"], **{k: v for k, v in cfg["data"].items() if k in names})
+
+
+def _cam_logger(options: RunOptions, cfg: dict[str, Any], data: TaskData) -> list[EpochHook]:
+    from cnnlens.explain.tensorboard import CamImageLogger
+    from cnnlens.models import MODELS
+    from cnnlens.train.recipes import epochs_for, get_recipe
+
+    every = options.tb_cams_every
+    if every == 0 or len(data.test) == 0:  # type: ignore[arg-type]
+        return []
+    if every is None:
+        epochs = cfg.get("epochs") or epochs_for(get_recipe(options.recipe), cfg["task"])
+        every = max(1, int(epochs) // 10)
+    spec = MODELS.get(cfg["model"])
+    layer = spec.cam_layer if spec is not None else None
+    if isinstance(options.explain.layer, str):
+        layer = options.explain.layer
+    return [CamImageLogger(data.eval_split("test"), list(data.class_names), kind=data.kind,
+                           layer=layer, every=every)]
+
+
+def run(
+    options: RunOptions | None = None,
+    /,
+    *,
+    out: str | Path | None = None,
+    overwrite: bool = False,
+    progress: Progress | None = None,
+    stages: Sequence[str] = STAGE_NAMES,
+    **fields_: Any,
+) -> RunResult:
+    """Run the pipeline into run folder ``out`` (default ``runs/<task>-<timestamp>``).
+
+    ``options`` or keyword fields of :class:`RunOptions` (``run(task="mnist1d", epochs=5)``)
+    say what to run; ``stages`` picks a prefix or subset of ``train, evaluate, explain,
+    faithfulness, report``. A folder holding a run of another config is refused unless
+    ``overwrite``. Returns a :class:`RunResult`.
+    """
+    opts = options_from(options, fields_)
+    opts.validate()
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown:
+        raise CnnlensError(f"unknown stage(s) {', '.join(unknown)}; valid: "
+                           f"{', '.join(STAGE_NAMES)}")
+    prog = progress or Progress()
+    cfg, imported = run_config(opts)
+    data = load_task(_data_config(cfg))
+    run_dir = prepare_run_dir(out, cfg, overwrite=overwrite)
+    result = RunResult(path=run_dir.path, config=run_dir.read_config())
+    with run_dir.lock():
+        if imported is not None and not run_dir.is_trained():
+            write_imported(run_dir, *imported)
+        for name in STAGE_NAMES:
+            if name not in stages:
+                continue
+            _run_stage(name, run_dir, opts, data, prog, result)
+    return result
+
+
+def _run_stage(name: str, run_dir: RunDir, opts: RunOptions, data: TaskData, prog: Progress,
+               result: RunResult) -> None:
+    stage_opts: dict[str, Any] = {
+        "train": None, "evaluate": opts.evaluate, "explain": opts.explain,
+        "faithfulness": opts.faithfulness, "report": opts.report,
+    }
+    t0 = time.perf_counter()
+    if STAGES[name].is_done(run_dir, stage_opts[name]):
+        detail = "imported model" if name == "train" and opts.from_keras else "already done"
+        prog.stage(name, "skipped", detail)
+        result.stages[name] = {"status": "skipped", "seconds": 0.0}
+        _read_existing(name, run_dir, result)
+        return
+    prog.stage(name, "start")
+    device = opts.device
+    if name == "train":
+        cfg = run_dir.read_config()
+        train_run(run_dir, data=data, resume=True, callback=prog.training(),
+                  hooks=_cam_logger(opts, cfg, data))
+    elif name == "evaluate":
+        result.evaluation = evaluate_stage.run_stage(run_dir, opts.evaluate, device=device,
+                                                     data=data)
+        result.accuracy = float(result.evaluation["accuracy"])
+    elif name == "explain":
+        summary = explain_stage.run_stage(run_dir, opts.explain, device=_device(device),
+                                          data=data, progress=prog.update)
+        for note in summary.get("notes") or []:
+            prog.note(note)
+        result.explain = summary
+    elif name == "faithfulness":
+        result.faithfulness = faithfulness_stage.run_stage(
+            run_dir, opts.faithfulness, device=_device(device), data=data, progress=prog.update)
+    elif name == "report":
+        result.report = report_stage.run_stage(run_dir, opts.report)
+    seconds = time.perf_counter() - t0
+    result.stages[name] = {"status": "ran", "seconds": seconds}
+    prog.stage(name, "done", f"{seconds:.1f} s")
+
+
+def _device(name: str) -> Any:
+    from cnnlens.device import resolve_device
+
+    return resolve_device(name)
+
+
+def _read_existing(name: str, run_dir: RunDir, result: RunResult) -> None:
+    """Fill the result from a skipped stage's files."""
+    from cnnlens.fileio import read_json
+
+    if name == "evaluate":
+        result.evaluation = evaluate_stage.read_metrics(run_dir)
+        result.accuracy = float(result.evaluation["accuracy"])
+    elif name == "explain":
+        result.explain = explain_stage.read_summary(run_dir.path)
+    elif name == "faithfulness":
+        done = read_json(run_dir.faithfulness_dir / "results.json")
+        result.faithfulness = done if isinstance(done, dict) else None
+
+
+__all__ = ["Progress", "RunOptions", "RunResult", "options_from", "run", "run_config"]
