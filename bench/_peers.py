@@ -11,11 +11,13 @@ import os
 import sys
 from collections import OrderedDict
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from peers_shim import PGC_CLASSES, torchvision_standin
 
 Runner = Callable[[nn.Module, Tensor, str], object]

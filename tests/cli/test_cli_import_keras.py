@@ -9,15 +9,13 @@ import pytest
 
 from cnnlens.cli import main
 from cnnlens.pipeline.folder import RunDir
+from support import require_path
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 
 
 def keras_file(name: str) -> Path:
-    path = SHARED / "keras" / name
-    if not path.is_file():
-        pytest.skip(f"shared data {path} is absent")
-    return path
+    return require_path(SHARED / "keras" / name)
 
 
 def test_import_prints_a_summary_and_writes_a_loadable_run(

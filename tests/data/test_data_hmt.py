@@ -12,6 +12,7 @@ from PIL import Image
 from cnnlens.data import DataConfig, load_task
 from cnnlens.data.hmt import HMT_CLASSES, load_hmt_task
 from cnnlens.errors import CnnlensError
+from support import require_path
 
 
 def _layout(root: Path, train: int = 8, test: int = 2, classes: int = 3) -> Path:
@@ -79,9 +80,7 @@ def test_skip_bad_lists_files_in_task_info(tmp_path: Path) -> None:
 
 
 def test_shared_hmt_tiles(shared_data: Path) -> None:
-    root = shared_data / "hmt"
-    if not root.is_dir():
-        pytest.skip(f"{root} is absent")
+    root = require_path(shared_data / "hmt")
     task = load_hmt_task(DataConfig(task="hmt", data_dir=str(root)))
     assert task.class_names == HMT_CLASSES
     assert len(task.train) == 4504 and len(task.test) == 496

@@ -17,6 +17,7 @@ from torch import nn
 
 from cnnlens.models import build_model
 from peers_shim import torchvision_standin
+from support import require
 
 
 @pytest.fixture(scope="session")
@@ -31,7 +32,7 @@ def pgc() -> Iterator[types.ModuleType]:
             sys.modules[name] = mod
             added.append(name)
     try:
-        pytorch_grad_cam = pytest.importorskip("pytorch_grad_cam")
+        pytorch_grad_cam = require("pytorch_grad_cam")
         yield pytorch_grad_cam
     finally:
         for name in added:

@@ -13,6 +13,7 @@ from torch import nn
 from cnnlens.explain import explain
 from cnnlens.models import build_model
 from peers_shim import PGC_CLASSES as ALL_PGC_CLASSES
+from support import require
 
 LAYER = "conv2d_3"
 
@@ -123,7 +124,7 @@ def _models() -> dict[str, tuple[nn.Module, torch.Tensor, str]]:
 @pytest.mark.parametrize("dims", ["1d", "2d", "3d"])
 @pytest.mark.parametrize("score", ["logit", "prob"])
 def test_gradcam_matches_captum(dims: str, score: str) -> None:
-    captum_layer = pytest.importorskip("captum.attr").LayerGradCam
+    captum_layer = require("captum.attr").LayerGradCam
     model, x, layer = _models()[dims]
     ours = explain(model, x, layer=layer, method="gradcam", score=score)
     wrapped = nn.Sequential(model, nn.Softmax(dim=1)) if score == "prob" else model

@@ -16,6 +16,7 @@ from cnnlens.explain.stage import default_batch_size, load_cams, read_summary, r
 from cnnlens.models import build_model
 from cnnlens.pipeline.checkpoint import save_checkpoint
 from cnnlens.pipeline.folder import RunDir
+from support import require_path
 
 CLASS_NAMES = [str(i) for i in range(10)]  # MNIST-1D's: the data must match the model
 
@@ -195,9 +196,8 @@ def test_default_batch_size_bounds_input_memory() -> None:
 HMT_DIR = Path(__file__).resolve().parents[2] / ".." / "shared" / "data" / "hmt"
 
 
-@pytest.mark.skipif(not (HMT_DIR / "HMT_test").is_dir(),
-                    reason=f"HMT tiles not found at {HMT_DIR} (see ../shared/data/README.md)")
 def test_hmt_run_gives_image_maps_per_layer_and_overlays(tmp_path: Path) -> None:
+    require_path(HMT_DIR / "HMT_test")
     run = RunDir(tmp_path / "hmt")
     run.path.mkdir()
     run.write_config({"task": "hmt", "model": "hmt-vgg7",

@@ -17,6 +17,7 @@ from cnnlens.errors import CnnlensError
 from cnnlens.models.keras import load_keras_h5
 from cnnlens.pipeline.folder import RunDir
 from cnnlens.pipeline.keras import import_keras
+from support import require_path
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
 HMT_PER_CLASS = [0.855, 0.758, 0.774, 0.855, 0.661, 0.823, 0.952, 1.0]
@@ -356,10 +357,7 @@ def test_a_failed_import_leaves_nothing_behind(tmp_path: Path) -> None:
 
 # -- acceptance on the shared data ----------------------------------------------------------------
 def _shared(*parts: str) -> Path:
-    path = SHARED.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"shared data {path} is absent")
-    return path
+    return require_path(SHARED.joinpath(*parts))
 
 
 def test_mnist1d_h5_scores_877_of_1000() -> None:
