@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import matplotlib
 from matplotlib.figure import Figure
 from matplotlib.text import Text
 
@@ -26,6 +27,7 @@ def save_figure(fig: Figure, path: str | Path, *, dpi: int = 110) -> Path:
     """Save a figure as PNG via a temporary file, so a crash never leaves half a PNG."""
     path = Path(path)
     literal_text(fig)
-    with atomic_path(path) as tmp:
+    # texts created while drawing (tick labels) read the rc default: literal too
+    with matplotlib.rc_context({"text.parse_math": False}), atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=dpi)
     return path

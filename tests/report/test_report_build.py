@@ -7,7 +7,6 @@ import io
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +36,7 @@ def _section(html: str, sid: str) -> str:
 def _images(html: str) -> list[Image.Image]:
     out = []
     for src in IMG_SRC.findall(html):
-        assert src.startswith("data:image/png;base64,"), src[:60]
+        assert src.startswith(("data:image/png;base64,", "data:image/webp;base64,")), src[:60]
         img = Image.open(io.BytesIO(base64.b64decode(src.split(",", 1)[1], validate=True)))
         img.load()
         out.append(img)
@@ -193,16 +192,3 @@ def test_not_a_run_folder(tmp_path: Path) -> None:
     with pytest.raises(CnnlensError, match=r"config\.json"):
         build_report(tmp_path)
     assert not (tmp_path / "report.html").exists()
-
-
-def test_renders_in_headless_chromium(run_copy: Path, tmp_path: Path) -> None:
-    browser = next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")
-                    if shutil.which(b)), None)
-    if browser is None:
-        pytest.skip("no headless Chromium installed; the HTML checks above still ran")
-    path = build_report(run_copy)
-    shot = tmp_path / "shot.png"
-    subprocess.run([browser, "--headless", "--disable-gpu", "--no-sandbox",
-                    f"--screenshot={shot}", "--window-size=1200,2000", path.as_uri()],
-                   check=True, timeout=120, capture_output=True)
-    assert Image.open(shot).size == (1200, 2000)

@@ -277,18 +277,37 @@ def _only_config(run: RunDir) -> bool:
     ))
 
 
-def prepare_run_dir(out: str | Path | None, cfg: dict[str, Any], *, overwrite: bool,
-                    default_name: str | None = None) -> RunDir:
+def default_out(cfg: dict[str, Any]) -> Path:
+    """``runs/<task>-<timestamp>``: where a run goes when no folder is named."""
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path("runs") / f"{cfg['task']}-{stamp}"
+
+
+@contextlib.contextmanager
+def locked_run_dir(out: str | Path | None, cfg: dict[str, Any], *,
+                   overwrite: bool) -> Iterator[RunDir]:
+    """:func:`prepare_run_dir` under the folder's lock, held until the block ends.
+
+    The lock is taken before anything is written, so a second process on the same folder
+    fails before touching it.
+    """
+    run = RunDir(out if out is not None else default_out(cfg))
+    if run.path.exists() and not run.path.is_dir():
+        raise CnnlensError(f"--out {run.path}: exists and is not a folder")
+    run.path.mkdir(parents=True, exist_ok=True)
+    with run.lock():
+        yield prepare_run_dir(run.path, cfg, overwrite=overwrite)
+
+
+def prepare_run_dir(out: str | Path | None, cfg: dict[str, Any], *,
+                    overwrite: bool) -> RunDir:
     """Create the run folder, or reuse it when it holds a run of the same config.
 
     A folder holding anything else is refused unless ``overwrite``, which removes only the
     artifacts a run writes. A folder that holds only the config of a run that never started
     (it failed before training) takes the new config without ``overwrite``.
     """
-    if out is None:
-        stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-        out = Path("runs") / f"{default_name or cfg['task']}-{stamp}"
-    run = RunDir(out)
+    run = RunDir(out if out is not None else default_out(cfg))
     if run.path.exists() and not run.path.is_dir():
         raise CnnlensError(f"--out {run.path}: exists and is not a folder")
     if run.path.is_dir() and any(p.name != LOCK_NAME for p in run.path.iterdir()):
@@ -327,4 +346,5 @@ def remove_artifacts(run: RunDir) -> None:
 
 
 __all__ = ["LOCK_NAME", "RUN_ARTIFACTS", "RunDir", "RunLockedError", "check_class_names",
-           "load_checked_data", "prepare_run_dir", "remove_artifacts"]
+           "default_out", "load_checked_data", "locked_run_dir", "prepare_run_dir",
+           "remove_artifacts"]

@@ -27,7 +27,7 @@ from cnnlens.explain.stage import ExplainOptions
 from cnnlens.faithfulness import stage as faithfulness_stage
 from cnnlens.faithfulness.stage import FaithfulnessOptions
 from cnnlens.pipeline.config import make_config
-from cnnlens.pipeline.folder import RunDir, prepare_run_dir
+from cnnlens.pipeline.folder import RunDir, locked_run_dir
 from cnnlens.pipeline.keras import keras_run_config, write_imported
 from cnnlens.pipeline.stages import STAGE_NAMES, STAGES
 from cnnlens.report import stage as report_stage
@@ -217,9 +217,8 @@ def run(
     prog = progress or Progress()
     cfg, imported = run_config(opts)
     data = load_task(_data_config(cfg))
-    run_dir = prepare_run_dir(out, cfg, overwrite=overwrite)
-    result = RunResult(path=run_dir.path, config=run_dir.read_config())
-    with run_dir.lock():
+    with locked_run_dir(out, cfg, overwrite=overwrite) as run_dir:
+        result = RunResult(path=run_dir.path, config=run_dir.read_config())
         if imported is not None and not run_dir.is_trained():
             write_imported(run_dir, *imported)
         for name in STAGE_NAMES:

@@ -31,13 +31,13 @@ def cams(ctx: Ctx) -> Section:
         if isinstance(entry, dict) and entry.get("file"):
             caption = (f"Class {plain(entry.get('class'))}: {plain(entry.get('n'))} samples "
                        f"(test indices {_indices(entry.get('indices'))})")
-            galleries.append(ctx.figure(f"cams/{entry['file']}", caption))
+            galleries.append(ctx.figure(f"cams/{entry['file']}", caption, photo=True))
     failures = None
     fail = figs.get("failures")
     if isinstance(fail, dict) and fail.get("file"):
         failures = ctx.figure(f"cams/{fail['file']}", f"Failures, most confident first: "
                               f"{plain(fail.get('n'))} samples (indices "
-                              f"{_indices(fail.get('indices'))})")
+                              f"{_indices(fail.get('indices'))})", photo=True)
     facts = [("split", plain(s.get("split"))), ("samples", plain(s.get("n"))),
              ("score explained", plain(s.get("score"))),
              ("target", plain(s.get("targets", "predicted class"))),

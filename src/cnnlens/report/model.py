@@ -37,8 +37,9 @@ class Ctx:
     config: dict[str, Any]
     meta: dict[str, Any]  # checkpoints/model.json, {} when absent
 
-    def figure(self, rel: str, caption: str) -> Figure:
-        return embed(self.path, rel, caption, self.max_px)
+    def figure(self, rel: str, caption: str, *, photo: bool = False) -> Figure:
+        """Embed ``rel``; ``photo`` figures (image tiles, CAM overlays) may be lossy WebP."""
+        return embed(self.path, rel, caption, self.max_px, lossy=photo)
 
     def command(self, *words: str) -> str:
         """A shell command for this run, path quoted so it can be pasted as is."""

@@ -191,7 +191,7 @@ def evaluation(ctx: Ctx) -> Section:
             ctx.figure("eval/roc_curves.png", "ROC curves, one per class (one vs rest)"),
             ctx.figure("eval/confusion_matrix.png", "Confusion matrix (normalised per true "
                        "class)"),
-            ctx.figure("eval/examples.png", "Success and failure examples"),
+            ctx.figure("eval/examples.png", "Success and failure examples", photo=True),
         ],
     })
 

@@ -1,0 +1,186 @@
+"""``cnnlens.pipeline.run``: the whole job from Python, the same folder as the CLI, a user's own
+data and model end to end, stage options kept apart."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from cnnlens.cli import main
+from cnnlens.errors import CnnlensError
+from cnnlens.explain.stage import ExplainOptions, load_cams
+from cnnlens.faithfulness.stage import FaithfulnessOptions
+from cnnlens.pipeline import RunOptions, run
+from cnnlens.pipeline.runner import Progress
+
+TINY = {"explain": ExplainOptions(limit=24, per_class=1, max_failures=2),
+        "faithfulness": FaithfulnessOptions(limit=16, n_boot=50, sanity_samples=4,
+                                            steps=4)}
+
+VOLATILE = {"created", "seconds", "seconds_per_sample", "items_per_s", "since", "device"}
+
+
+def _strip(obj: Any) -> Any:
+    """JSON without timings and timestamps (what legitimately differs between two runs)."""
+    if isinstance(obj, dict):
+        return {k: _strip(v) for k, v in obj.items() if k not in VOLATILE}
+    if isinstance(obj, list):
+        return [_strip(v) for v in obj]
+    return obj
+
+
+def _folder(path: Path) -> dict[str, Any]:
+    """Every artifact of a run, comparable: JSON stripped, arrays as arrays, other bytes."""
+    out: dict[str, Any] = {}
+    for f in sorted(path.rglob("*")):
+        rel = str(f.relative_to(path))
+        if f.is_dir() or rel in ("report.html", ".lock") or rel.startswith("tb/"):
+            continue
+        if f.suffix == ".pt":  # training state: its history holds timings; weights compared
+            continue
+        if f.suffix == ".json":
+            out[rel] = _strip(json.loads(f.read_text()))
+        elif f.suffix == ".npz":
+            with np.load(f, allow_pickle=False) as z:
+                out[rel] = {k: z[k].tolist() for k in z.files if k != "seconds"}
+        else:
+            out[rel] = f.read_bytes()
+    return out
+
+
+class Recorder(Progress):
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str]] = []
+        self.notes: list[str] = []
+
+    def stage(self, name: str, status: str, detail: str = "") -> None:
+        self.events.append((name, status))
+
+    def note(self, text: str) -> None:
+        self.notes.append(text)
+
+
+def test_python_and_cli_give_identical_run_folders(tmp_path: Path) -> None:
+    cli_dir = tmp_path / "cli"
+    # the CLI's --limit applies to explain and faithfulness alike (documented)
+    assert main(["run", "--epochs", "2", "--device", "cpu", "--limit", "24",
+                 "--out", str(cli_dir)]) == 0
+    rec = Recorder()
+    py = run(RunOptions(epochs=2, device="cpu", explain=ExplainOptions(limit=24),
+                        faithfulness=FaithfulnessOptions(limit=24)),
+             out=tmp_path / "py", progress=rec)
+    assert py.accuracy is not None and py.report == py.path / "report.html"
+    assert [e for e in rec.events if e[1] != "done"] == [
+        ("train", "start"), ("evaluate", "start"), ("explain", "start"),
+        ("faithfulness", "start"), ("report", "start")]
+    for rel in ("cams/gradcam.npz", "faithfulness/results.json", "report.html"):
+        assert (cli_dir / rel).is_file(), rel
+    py_files, cli_files = _folder(py.path), _folder(cli_dir)
+    assert sorted(py_files) == sorted(cli_files)
+    for rel in py_files:
+        assert py_files[rel] == cli_files[rel], rel
+
+
+def test_rerun_skips_done_stages_and_returns_their_results(tmp_path: Path) -> None:
+    first = run(epochs=1, device="cpu", out=tmp_path / "r", **TINY)
+    rec = Recorder()
+    again = run(epochs=1, device="cpu", out=tmp_path / "r", progress=rec, **TINY)
+    assert [s for s, status in rec.events if status == "skipped"] == [
+        "train", "evaluate", "explain", "faithfulness"]
+    assert again.accuracy == first.accuracy
+    assert again.faithfulness_summary == first.faithfulness_summary
+    assert again.stages["report"]["status"] == "ran"  # always rebuilt
+
+
+def test_training_options_do_not_leak_into_other_stages(tmp_path: Path) -> None:
+    res = run(epochs=1, batch_size=64, seed=3, device="cpu", out=tmp_path / "r", **TINY,
+              stages=("train", "evaluate", "explain", "faithfulness"))
+    assert res.config["recipe"]["batch_size"] == 64 and res.config["seed"] == 3
+    assert res.faithfulness is not None
+    assert res.faithfulness["request"]["seed"] == 0  # the stage's own seed
+    assert res.explain is not None and res.explain["request"]["batch_size"] is None
+    assert not (res.path / "report.html").exists()
+
+
+@pytest.mark.parametrize(("kwargs", "needle"), [
+    ({"epoch": 3}, "unknown run option(s) epoch"),
+    ({"stages": ("train", "explian")}, "unknown stage(s) explian"),
+    ({"val_fraction": 1.5}, "--val-fraction"),
+    ({"explain": ExplainOptions(methods=("gradkam",))}, "gradkam"),
+    ({"faithfulness": FaithfulnessOptions(fracs=(0.0,))}, "frac=0.0"),
+    ({"from_keras": "x.h5", "epochs": 3}, "--from-keras"),
+])
+def test_bad_options_fail_before_any_work(tmp_path: Path, kwargs: dict[str, Any],
+                                          needle: str) -> None:
+    with pytest.raises(CnnlensError) as exc:
+        run(out=tmp_path / "r", device="cpu", **kwargs)
+    assert needle in str(exc.value)
+    assert not (tmp_path / "r").exists()
+
+
+# -- a user's own data and model ------------------------------------------------------------------
+def test_own_image_folders_end_to_end(tmp_path: Path, image_dir: Path) -> None:
+    res = run(task="images", data_dir=str(image_dir), image_size=16, epochs=2, device="cpu",
+              out=tmp_path / "r", **TINY)
+    assert res.config["model_kwargs"] == {"num_classes": 3}
+    assert res.evaluation is not None and res.evaluation["class_names"] == ["cats", "dogs", "owls"]
+    assert res.evaluation["n"] == 12
+    cams = load_cams(res.path, "gradcam")
+    assert cams["maps"].shape == (12, 16, 16)
+    assert res.faithfulness is not None and "random" in res.faithfulness["summary"]
+    assert (res.path / "report.html").is_file()
+
+
+def test_own_image_folders_with_a_val_folder(tmp_path: Path) -> None:
+    from userdata import make_image_folders
+
+    root = make_image_folders(tmp_path / "pics", val=True)
+    res = run(task="images", data_dir=str(root), image_size=8, epochs=1, device="cpu",
+              out=tmp_path / "r", stages=("train",))
+    history = json.loads((res.path / "train" / "history.json").read_text())
+    assert "val_accuracy" in history[0]  # the val/ folder is the validation split
+
+
+def test_own_signals_and_model_end_to_end(tmp_path: Path, signals_file: Path,
+                                          user_model_file: Path) -> None:
+    rec = Recorder()
+    res = run(task="signals", data_dir=str(signals_file), model=f"{user_model_file}:build",
+              epochs=3, device="cpu", out=tmp_path / "r", progress=rec, **TINY)
+    assert res.config["model"] == f"{user_model_file.resolve()}:build"
+    assert res.config["model_kwargs"] == {"num_classes": 3, "in_channels": 2}
+    assert res.explain is not None
+    assert set(res.explain["layers"].values()) == {"body"}  # last conv-like spatial layer
+    assert res.explain["layer_choice"] == "auto"
+    assert any("'body'" in n for n in rec.notes)
+    assert res.evaluation is not None and res.evaluation["class_names"] == ["low", "mid", "high"]
+    assert load_cams(res.path, "ablationcam")["maps"].shape == (24, 24)
+
+
+def test_own_model_as_module_function(tmp_path: Path, signals_file: Path,
+                                      user_model_file: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.syspath_prepend(str(user_model_file.parent))
+    res = run(task="signals", data_dir=str(signals_file), model="my_models:build", epochs=1,
+              device="cpu", out=tmp_path / "r", stages=("train", "evaluate"))
+    assert res.config["model"] == "my_models:build" and res.accuracy is not None
+
+
+@pytest.mark.parametrize(("ref", "needle"), [
+    ("{file}:nope", "has no function 'nope'"),
+    ("{file}:not_a_model", "returned int, expected a torch.nn.Module"),
+    ("{dir}/missing.py:build", "missing.py not found"),
+    ("no_such_module_xyz:build", "module 'no_such_module_xyz' not found"),
+    ("{file}:", "expected module:function"),
+])
+def test_bad_model_references_name_the_fault(tmp_path: Path, signals_file: Path,
+                                             user_model_file: Path, ref: str,
+                                             needle: str) -> None:
+    model = ref.format(file=user_model_file, dir=tmp_path)
+    with pytest.raises(CnnlensError) as exc:
+        run(task="signals", data_dir=str(signals_file), model=model, epochs=1, device="cpu",
+            out=tmp_path / "r")
+    assert needle in str(exc.value) and "--model" in str(exc.value)
