@@ -166,9 +166,10 @@ def _npz(path: Path) -> dict[str, np.ndarray]:
 
 def test_killed_worker_is_restarted_and_resumes_from_the_last_checkpoint(job: Job) -> None:
     assert job.returncode == 0, job.log[-4000:]
-    assert job.marker.read_text() == str(KILL_AFTER_CALLS + 1)  # rank 1 died in epoch 3
-    assert "exitcode: -9" in job.log  # torchrun saw the SIGKILL ...
-    assert "resuming training after epoch 2 (the last complete checkpoint)" in job.log  # ...
+    # rank 1 SIGKILLed itself in epoch 3, so the job only finished because torchrun
+    # restarted the workers, and they went on from the epoch-2 checkpoint
+    assert job.marker.read_text() == str(KILL_AFTER_CALLS + 1)
+    assert "resuming training after epoch 2 (the last complete checkpoint)" in job.log
     assert job.log.count("done: ") == 1  # only rank 0 prints
     # rank 0 alone writes: one TensorBoard file per attempt, not one per process
     assert len(list((job.out / "tb").glob("events.out.tfevents.*"))) == 2
