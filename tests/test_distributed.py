@@ -57,9 +57,14 @@ def test_one_process_is_the_identity() -> None:
         ranks.on_main(lambda: (_ for _ in ()).throw(CnnlensError("boom")))
 
 
-def test_no_process_group_means_one_process() -> None:
+def test_no_process_group_means_one_process(monkeypatch: pytest.MonkeyPatch) -> None:
     assert current() == Ranks()
     assert env_rank() == 0
+    monkeypatch.setenv("RANK", "1")  # a stray RANK without a WORLD_SIZE: still rank 0
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    assert env_rank() == 0
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets, before the group is joined
+    assert env_rank() == 1
 
 
 @pytest.mark.parametrize(("n", "batch", "world"), [(49, 16, 2), (9, 4, 2), (10, 4, 3), (3, 8, 4)])

@@ -36,9 +36,15 @@ T = TypeVar("T")
 
 
 def env_rank() -> int:
-    """This process's rank: the process group's once joined, else torchrun's ``RANK`` (0)."""
+    """This process's rank: the process group's once joined, else torchrun's ``RANK``.
+
+    ``RANK`` counts only with a ``WORLD_SIZE`` above 1, so a stray variable in a plain
+    shell never makes a lone process skip its writes.
+    """
     if dist.is_available() and dist.is_initialized():
         return dist.get_rank()
+    if launched_world_size() < 2:
+        return 0
     try:
         return int(os.environ.get("RANK", "0"))
     except ValueError:
