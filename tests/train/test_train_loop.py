@@ -12,6 +12,7 @@ from cnnlens.data import TaskData
 from cnnlens.errors import CnnlensError
 from cnnlens.models import build_model
 from cnnlens.pipeline import make_config, prepare_run_dir
+from cnnlens.pipeline.checkpoint import save_checkpoint
 from cnnlens.pipeline.folder import RunDir
 from cnnlens.train.loop import TrainCallback, kernel_parameters, make_optimizer, train_run
 from cnnlens.train.recipes import get_recipe, lr_at
@@ -105,6 +106,26 @@ def test_resume_ends_with_same_weights_as_uninterrupted(
     h_a = json.loads((straight.train_dir / "history.json").read_text())
     h_b = json.loads((broken.train_dir / "history.json").read_text())
     assert [h["loss"] for h in h_a] == [h["loss"] for h in h_b]
+
+
+def test_resume_takes_the_weights_saved_with_the_training_state(
+    tmp_path: Path, tiny_task: TaskData
+) -> None:
+    """A process killed between writing ``last.*`` and ``last_state.pt`` (an elastic restart
+    can strike anywhere) leaves weights one epoch ahead of the state: resume must not mix
+    them."""
+    straight = _run(tmp_path, "straight", epochs=3)
+    train_run(straight, data=tiny_task)
+    broken = _run(tmp_path, "broken", epochs=3)
+    with pytest.raises(KeyboardInterrupt):
+        train_run(broken, data=tiny_task, callback=_Interrupt(at_epoch=0))
+    ahead = build_model("mnist1d-cnn")  # stands in for weights written without their state
+    meta = json.loads((broken.checkpoints / "last.json").read_text())
+    save_checkpoint(broken.checkpoints, "last", ahead, {**meta, "epoch": 1})
+    train_run(broken, data=tiny_task, resume=True)
+    a, b = _weights(straight), _weights(broken)
+    for k in a:
+        assert torch.equal(a[k], b[k]), k
 
 
 def test_early_stopping_keeps_best_epoch(tmp_path: Path, tiny_task: TaskData) -> None:

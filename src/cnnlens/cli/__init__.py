@@ -7,8 +7,10 @@ Each subcommand lives in its own module with ``register(subparsers)``; the comma
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import NoReturn
@@ -60,23 +62,31 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from cnnlens.distributed import env_rank, shutdown
+
+    rank = env_rank()  # under torchrun only rank 0 prints; every rank reports its errors
+    name = f"cnnlens {args.command}" + (f" [rank {rank}]" if rank else "")
     try:
-        return int(args.func(args) or 0)
+        with open(os.devnull, "w") if rank else contextlib.nullcontext(sys.stdout) as out, \
+                contextlib.redirect_stdout(out):
+            return int(args.func(args) or 0)
     except CnnlensError as exc:
         if args.debug:
             raise
-        print(f"cnnlens {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
         detail = f" ({exc})" if str(exc) else "; nothing half-written was left"
-        print(f"cnnlens {args.command}: interrupted{detail}", file=sys.stderr)
+        print(f"{name}: interrupted{detail}", file=sys.stderr)
         return 130
     except OSError as exc:  # disk full, read-only folder, ...: one line naming the path
         if args.debug:
             raise
         where = exc.filename or "a file"
-        print(f"cnnlens {args.command}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
+        print(f"{name}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2
+    finally:
+        shutdown()
 
 
 if __name__ == "__main__":

@@ -150,7 +150,8 @@ class TqdmTrainCallback(TrainCallback):
 
     def on_epoch_start(self, epoch: int, epochs: int, n_items: int) -> None:
         self.bar = tqdm(total=n_items, desc=f"epoch {epoch + 1}/{epochs}", unit=self.unit,
-                        leave=False, file=sys.stderr, dynamic_ncols=True)
+                        leave=False, file=sys.stderr, dynamic_ncols=True,
+                        disable=not is_main_process())
 
     def on_batch_end(self, n_items: int, loss: float, acc: float) -> None:
         if self.bar is not None:
@@ -166,7 +167,8 @@ class TqdmTrainCallback(TrainCallback):
         if "val_loss" in stats:
             line += f" | val loss {stats['val_loss']:.4f} acc {stats['val_accuracy']:.4f}"
         line += f" | {stats['items_per_s']:.0f} {self.unit}/s"
-        tqdm.write(line, file=sys.stderr)
+        if is_main_process():
+            tqdm.write(line, file=sys.stderr)
 
 
 class Bars:
@@ -183,7 +185,8 @@ class Bars:
         if bar is None:
             bar = self.bars[what] = tqdm(total=total, desc=f"{self.prefix}{what}",
                                          unit=self.UNITS.get(what, "it"), leave=False,
-                                         file=sys.stderr, dynamic_ncols=True)
+                                         file=sys.stderr, dynamic_ncols=True,
+                                         disable=not is_main_process())
         bar.update(done - bar.n)
         if done >= total:
             bar.close()
@@ -218,6 +221,13 @@ class CliProgress(Progress):
 
     def training(self) -> TrainCallback:
         return TqdmTrainCallback(self.unit)
+
+
+def is_main_process() -> bool:
+    """False on the ranks other than 0 of a ``torchrun`` job: only rank 0 draws progress."""
+    from cnnlens.distributed import env_rank
+
+    return env_rank() == 0
 
 
 def info(message: str) -> None:

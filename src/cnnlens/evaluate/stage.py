@@ -9,6 +9,7 @@ import numpy as np
 
 from cnnlens.data import TaskData
 from cnnlens.device import resolve_device
+from cnnlens.distributed import setup
 from cnnlens.errors import CnnlensError
 from cnnlens.evaluate import plots
 from cnnlens.evaluate.metrics import classification_metrics
@@ -68,46 +69,58 @@ def evaluate_run(
     """Write ``eval/metrics.json``, ``eval/predictions.npz`` and the figures; return metrics.
 
     The data's classes must be the model's (a renamed or extra class folder would silently
-    permute labels). ``data`` lets the pipeline pass data it already decoded.
+    permute labels). ``data`` lets the pipeline pass data it already decoded. Under
+    ``torchrun`` each process predicts its share of the samples; rank 0 gathers them (in
+    order, padding dropped) and writes; every rank returns the same metrics.
     """
     opts = EvaluateOptions(split=split, batch_size=batch_size)
     opts.validate()
     with run.lock():
-        dev = resolve_device(device)
+        ranks, dev = setup(resolve_device(device))
         model, meta = run.load_model(device=dev)
         data = load_checked_data(run, meta, data_dir=data_dir, data=data)
         dataset = data.eval_split(split)
         if len(dataset) == 0:  # type: ignore[arg-type]
             raise CnnlensError(f"--split {split}: the split is empty for this run")
-        probs, labels = predict_proba(model, dataset, batch_size=batch_size, device=dev)
-        class_names = [str(c) for c in meta.get("class_names") or data.class_names]
-        if probs.shape[1] != len(class_names):
-            raise CnnlensError(
-                f"{run.checkpoints / 'model.json'}: the model outputs {probs.shape[1]} classes "
-                f"but names {len(class_names)}"
-            )
-        metrics = classification_metrics(labels, probs, class_names)
-        metrics.update(split=split, class_names=class_names, options=asdict(opts),
-                       model_digest=run.model_digest(),
-                       skipped_files=list(data.info.get("skipped") or []))
+        shard = ranks.shard(len(dataset))  # type: ignore[arg-type]
+        probs, labels = predict_proba(model, dataset, batch_size=batch_size, device=dev,
+                                      indices=shard.indices)
+        probs, labels = shard.gather(probs), shard.gather(labels)
+        return ranks.on_main(lambda: _write(run, opts, data, dataset, probs, labels, meta))
 
-        out = run.eval_dir
-        write_npz(out / "predictions.npz", probs=probs, labels=labels,
-                  predicted=probs.argmax(1), indices=np.arange(len(labels)))
-        history_path = run.train_dir / "history.json"
-        if history_path.exists():
-            history = read_json(history_path)
-            if history:
-                save_figure(plots.learning_curves(history), out / "learning_curves.png")
-        save_figure(plots.roc_curves(metrics), out / "roc_curves.png")
-        save_figure(plots.confusion_matrix(metrics, class_names), out / "confusion_matrix.png")
-        wanted = {e["index"] for group in metrics["examples"].values() for e in group}
-        inputs = {i: np.asarray(dataset[i][0]) for i in sorted(wanted)}
-        save_figure(
-            plots.example_panel(metrics["examples"], inputs, class_names, kind=data.kind),
-            out / "examples.png",
+
+def _write(run: RunDir, opts: EvaluateOptions, data: TaskData, dataset: Any, probs: np.ndarray,
+           labels: np.ndarray, meta: dict[str, Any]) -> dict[str, Any]:
+    """Metrics and figures from all predictions (rank 0 only under torchrun)."""
+    split = opts.split
+    class_names = [str(c) for c in meta.get("class_names") or data.class_names]
+    if probs.shape[1] != len(class_names):
+        raise CnnlensError(
+            f"{run.checkpoints / 'model.json'}: the model outputs {probs.shape[1]} classes "
+            f"but names {len(class_names)}"
         )
-        write_json(out / METRICS_FILE, metrics)
+    metrics = classification_metrics(labels, probs, class_names)
+    metrics.update(split=split, class_names=class_names, options=asdict(opts),
+                   model_digest=run.model_digest(),
+                   skipped_files=list(data.info.get("skipped") or []))
+
+    out = run.eval_dir
+    write_npz(out / "predictions.npz", probs=probs, labels=labels,
+              predicted=probs.argmax(1), indices=np.arange(len(labels)))
+    history_path = run.train_dir / "history.json"
+    if history_path.exists():
+        history = read_json(history_path)
+        if history:
+            save_figure(plots.learning_curves(history), out / "learning_curves.png")
+    save_figure(plots.roc_curves(metrics), out / "roc_curves.png")
+    save_figure(plots.confusion_matrix(metrics, class_names), out / "confusion_matrix.png")
+    wanted = {e["index"] for group in metrics["examples"].values() for e in group}
+    inputs = {i: np.asarray(dataset[i][0]) for i in sorted(wanted)}
+    save_figure(
+        plots.example_panel(metrics["examples"], inputs, class_names, kind=data.kind),
+        out / "examples.png",
+    )
+    write_json(out / METRICS_FILE, metrics)
     return metrics
 
 

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from cnnlens.data import TaskData
 from cnnlens.data.batching import iterate_batches
+from cnnlens.distributed import setup
 from cnnlens.errors import CnnlensError, unknown_choice
 from cnnlens.explain.api import explain_methods
 from cnnlens.explain.layers import default_layer, resolve_layer
@@ -169,12 +170,12 @@ def default_batch_size(sample: torch.Tensor) -> int:
     return max(1, BATCH_INPUT_MB * 2**20 // per_sample)
 
 
-def _batches(ds: Dataset[Any], n: int, batch_size: int
+def _batches(ds: Dataset[Any], order: np.ndarray, batch_size: int
              ) -> Iterator[tuple[np.ndarray, torch.Tensor, torch.Tensor]]:
-    """Yield ``(indices, x, y)`` for the first ``n`` samples of ``ds``, in order."""
+    """Yield ``(indices, x, y)`` for the samples ``order`` of ``ds``, in that order."""
     start = 0
-    for x, y in iterate_batches(ds, torch.arange(n), batch_size):
-        idx = np.arange(start, start + x.shape[0])
+    for x, y in iterate_batches(ds, torch.from_numpy(order), batch_size):
+        idx = order[start : start + x.shape[0]]
         start += x.shape[0]
         yield idx, x, torch.as_tensor(y).long()
 
@@ -242,7 +243,12 @@ def run_stage(
     data: TaskData | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """The stage with its options object (what the pipeline calls)."""
+    """The stage with its options object (what the pipeline calls).
+
+    Under ``torchrun`` each process computes the maps of its share of the samples; rank 0
+    gathers them in order (padding dropped), draws and writes; every rank returns the same
+    summary.
+    """
     options.validate()
     with run.lock():
         return _explain(run, options, device=device, data_dir=data_dir, data=data,
@@ -254,7 +260,9 @@ def _explain(run: RunDir, opts: ExplainOptions, *, device: str | torch.device,
              progress: ProgressFn | None) -> dict[str, Any]:
     cfg = run.read_config()
     method_list = list(opts.methods) if opts.methods is not None else list(DEFAULT_METHODS)
-    dev = torch.device(device)
+    ranks, dev = setup(torch.device(device))
+    if not ranks.is_main:
+        progress = None
     model, meta = run.load_model(device=dev)
     model_name = str(meta.get("model", cfg["model"]))
     data = load_checked_data(run, meta, data_dir=data_dir, data=data)
@@ -280,7 +288,8 @@ def _explain(run: RunDir, opts: ExplainOptions, *, device: str | torch.device,
     pred_parts: list[np.ndarray] = []
     prob_parts: list[np.ndarray] = []
     done = 0
-    for idx, x, y in _batches(ds, n, bs):
+    shard = ranks.shard(n)
+    for idx, x, y in _batches(ds, shard.indices, bs):
         x = x.to(dev)
         with torch.no_grad():
             probs = torch.softmax(model(x).float(), dim=1)
@@ -298,25 +307,26 @@ def _explain(run: RunDir, opts: ExplainOptions, *, device: str | torch.device,
                 parts[method]["scores"].append(res.scores.detach().float().cpu().numpy())
                 done += len(idx)
                 if progress is not None:
-                    progress("cams", done, n * len(method_list))
+                    progress("cams", done, shard.indices.size * len(method_list))
 
-    indices = np.concatenate(idx_parts).astype(np.int64)
-    labels = np.concatenate(label_parts).astype(np.int64)
-    predicted = np.concatenate(pred_parts).astype(np.int64)
-    probs_all = np.concatenate(prob_parts).astype(np.float32)
+    indices = shard.gather(np.concatenate(idx_parts).astype(np.int64))
+    labels = shard.gather(np.concatenate(label_parts).astype(np.int64))
+    predicted = shard.gather(np.concatenate(pred_parts).astype(np.int64))
+    probs_all = shard.gather(np.concatenate(prob_parts).astype(np.float32))
+    # compute time summed over processes (one process: its own)
+    seconds = dict(zip(method_list, ranks.all_sum([seconds[m] for m in method_list]),
+                       strict=True))
     input_shape = np.asarray(tuple(sample.shape[2:]), dtype=np.int64)
     cams: dict[str, dict[str, Any]] = {}
-    maps: dict[str, np.ndarray] = {}
     for method in method_list:
-        raw = np.concatenate(parts[method]["raw"]).astype(np.float32)
         cams[method] = {
-            "raw": raw,
+            "raw": shard.gather(np.concatenate(parts[method]["raw"]).astype(np.float32)),
             "input_shape": input_shape,
             "indices": indices,
             "targets": predicted,
             "predicted": predicted,
             "labels": labels,
-            "scores": np.concatenate(parts[method]["scores"]),
+            "scores": shard.gather(np.concatenate(parts[method]["scores"])),
             "probs": probs_all,
             "layer": np.asarray(plan.layers[method]),
             "method": np.asarray(method),
@@ -324,28 +334,6 @@ def _explain(run: RunDir, opts: ExplainOptions, *, device: str | torch.device,
             "seconds": np.asarray(seconds[method], dtype=np.float64),
             "split": np.asarray(opts.split),
         }
-        maps[method] = maps_from_raw(raw, tuple(int(s) for s in input_shape))
-
-    figure_files: dict[str, Any] = {}
-    if opts.figures:  # drawn before any file is written: an interrupt leaves nothing new
-        from cnnlens.explain.figures import write_cam_figures
-
-        figure_files = write_cam_figures(
-            run.cams_dir,
-            lambda i: ds[int(i)][0],
-            maps,
-            indices=indices,
-            labels=labels,
-            predicted=predicted,
-            probs=probs_all,
-            class_names=class_names,
-            kind=data.kind,
-            per_class=opts.per_class,
-            max_failures=opts.max_failures,
-            progress=progress,
-        )
-    for method, arrays in cams.items():
-        write_npz(run.cams_dir / f"{method}.npz", **arrays)
 
     summary: dict[str, Any] = {
         "task": cfg["task"],
@@ -366,10 +354,38 @@ def _explain(run: RunDir, opts: ExplainOptions, *, device: str | torch.device,
         "kind": data.kind,
         "device": str(dev),
         "files": {m: f"{m}.npz" for m in method_list},
-        "figures": figure_files,
+        "figures": {},
         "request": opts.request(),
         "model_digest": run.model_digest(),
     }
+    return ranks.on_main(lambda: _write(run, opts, ds, cams, summary, progress))
+
+
+def _write(run: RunDir, opts: ExplainOptions, ds: Dataset[Any], cams: dict[str, dict[str, Any]],
+           summary: dict[str, Any], progress: ProgressFn | None) -> dict[str, Any]:
+    """Figures, ``<method>.npz`` files and the summary (rank 0 only under torchrun)."""
+    if opts.figures:  # drawn before any file is written: an interrupt leaves nothing new
+        from cnnlens.explain.figures import write_cam_figures
+
+        first = next(iter(cams.values()))
+        shape = tuple(int(s) for s in first["input_shape"])
+        maps = {m: maps_from_raw(arrays["raw"], shape) for m, arrays in cams.items()}
+        summary["figures"] = write_cam_figures(
+            run.cams_dir,
+            lambda i: ds[int(i)][0],
+            maps,
+            indices=first["indices"],
+            labels=first["labels"],
+            predicted=first["predicted"],
+            probs=first["probs"],
+            class_names=summary["class_names"],
+            kind=summary["kind"],
+            per_class=opts.per_class,
+            max_failures=opts.max_failures,
+            progress=progress,
+        )
+    for method, arrays in cams.items():
+        write_npz(run.cams_dir / f"{method}.npz", **arrays)
     write_json(run.cams_dir / SUMMARY_NAME, summary)
     return summary
 

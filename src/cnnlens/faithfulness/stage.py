@@ -22,7 +22,8 @@ import torch
 from torch import Tensor, nn
 
 from cnnlens.data import TaskData
-from cnnlens.data.batching import stack_split
+from cnnlens.data.batching import iterate_batches
+from cnnlens.distributed import current, setup
 from cnnlens.errors import CnnlensError, unknown_choice
 from cnnlens.explain import explain_methods
 from cnnlens.explain.stage import load_cams, plan_cams, resolve_methods
@@ -160,40 +161,53 @@ def is_done(run: RunDir, options: FaithfulnessOptions | None = None) -> bool:
 
 def _load_split(run: RunDir, meta: dict[str, Any], split: str, limit: int | None,
                 data_dir: str | None, data: TaskData | None
-                ) -> tuple[Tensor, np.ndarray, list[str], str]:
+                ) -> tuple[Any, int, list[str], str]:
+    """The split's dataset, how many of its samples to score, class names and kind."""
     data = load_checked_data(run, meta, data_dir=data_dir, data=data)
     ds = data.eval_split(split)
     n = len(ds) if limit is None else min(limit, len(ds))  # type: ignore[arg-type]
     if n == 0:
         raise CnnlensError(f"{run.path}: split {split!r} is empty; choose --split train/val/test")
-    x, y = stack_split(ds, n)
-    return x, y.numpy().astype(np.int64), list(data.class_names), data.kind
+    return ds, n, list(data.class_names), data.kind
+
+
+def _stack(ds: Any, indices: np.ndarray) -> tuple[Tensor, np.ndarray]:
+    """Samples ``indices`` of ``ds`` as one input tensor and a label array."""
+    xs: list[Tensor] = []
+    ys: list[np.ndarray] = []
+    for x, y in iterate_batches(ds, torch.from_numpy(indices), 256):
+        xs.append(x)
+        ys.append(np.asarray(y, dtype=np.int64))
+    return torch.cat(xs), np.concatenate(ys)
 
 
 def _saved_maps(run: RunDir, spec: MethodSpec, layer: str, score: str, split: str,
-                predicted: np.ndarray, spatial: tuple[int, ...]) -> dict[str, Any] | None:
-    """Maps from ``cams/`` if they fit this request exactly, else ``None`` (recompute)."""
+                predicted: np.ndarray, spatial: tuple[int, ...], n: int, rows: np.ndarray
+                ) -> dict[str, Any] | None:
+    """Maps from ``cams/`` if they fit this request exactly, else ``None`` (recompute).
+
+    ``rows`` are the samples this process scores and ``predicted`` their classes.
+    """
     path = run.cams_dir / f"{spec.method}.npz"
     if not path.exists():
         return None
     saved = load_cams(run.path, spec.method)
-    n = predicted.size
     idx = np.asarray(saved.get("indices", []))
     maps = np.asarray(saved.get("maps", np.zeros((0,))))
+    targets = np.asarray(saved.get("targets", np.zeros(0))).reshape(-1)
     ok = (
         str(saved.get("split", split)) == split
         and str(saved.get("layer")) == layer
         and str(saved.get("score")) == score
         and idx.size >= n and np.array_equal(idx[:n], np.arange(n))
         and maps.shape[1:] == spatial
-        and np.array_equal(np.asarray(saved.get("targets", np.zeros(0))).reshape(-1)[:n],
-                           predicted)
+        and targets.size >= n and np.array_equal(targets[rows], predicted)
     )
     if not ok:
         return None
     raw = np.asarray(saved["raw"]) if "raw" in saved else None
     return {
-        "maps": torch.from_numpy(maps[:n].astype(np.float32)),
+        "maps": torch.from_numpy(maps[rows].astype(np.float32)),
         "cells": tuple(raw.shape[1:]) if raw is not None else None,
         "layer": str(saved.get("layer")),
         "score": str(saved.get("score")),
@@ -308,11 +322,17 @@ def run_stage(
     data: TaskData | None = None,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
-    """The stage with its options object (what the pipeline calls)."""
+    """The stage with its options object (what the pipeline calls).
+
+    Under ``torchrun`` each process scores its share of the samples; rank 0 gathers the
+    per-sample values in order (padding dropped), runs the statistics and the sanity check
+    and writes; every rank returns the same results.
+    """
     options.validate()
     with run.lock():
-        return _faithfulness(run, options, device=device, data_dir=data_dir, data=data,
-                             progress=progress)
+        ranks, dev = setup(torch.device(device))
+        return ranks.settle(lambda: _faithfulness(run, options, device=dev, data_dir=data_dir,
+                                                  data=data, progress=progress))
 
 
 def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch.device,
@@ -328,9 +348,14 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
     frac_list = (list(opts.fracs) if opts.fracs is not None
                  else list(DEFAULT_FRACS.get(cfg["task"], (0.9,))))
     dev = torch.device(device)
+    ranks = current()
+    if not ranks.is_main:
+        progress = None
     model, meta = run.load_model(device=dev)
     model_name = str(meta.get("model", cfg["model"]))
-    x, labels, class_names, kind = _load_split(run, meta, split, limit, data_dir, data)
+    ds, n, class_names, kind = _load_split(run, meta, split, limit, data_dir, data)
+    shard = ranks.shard(n)  # this process's samples (all of them for one process)
+    x, labels = _stack(ds, shard.indices)
     metric_list = list(dict.fromkeys(opts.metrics or default_metrics(kind)))
     class_names = [str(c) for c in meta.get("class_names") or class_names]
     resolve_methods([s.method for s in specs])
@@ -338,7 +363,7 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
              for s in specs}
     layers = {label: p.layers[s.method] for (label, p), s in zip(plans.items(), specs,
                                                                   strict=True)}
-    n, spatial = x.shape[0], tuple(x.shape[2:])
+    m, spatial = x.shape[0], tuple(x.shape[2:])
     bs = opts.batch_size or M.auto_batch(x)
     if random_cells is not None and (len(random_cells) != len(spatial) or min(random_cells) < 1):
         raise CnnlensError(f"--random-cells {tuple(random_cells)} is invalid; accepted: "
@@ -355,14 +380,14 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
     cells: tuple[int, ...] | None = None
     for j, spec in enumerate(specs):
         score = plans[spec.label].score
-        saved = (_saved_maps(run, spec, layers[spec.label], score, split, predicted, spatial)
-                 if use_saved else None)
+        saved = (_saved_maps(run, spec, layers[spec.label], score, split, predicted, spatial,
+                             n, shard.indices) if use_saved else None)
         if saved is None:
             t0 = time.perf_counter()
 
             def tick(done: int, j: int = j) -> None:
                 if progress:
-                    progress("cams", j * n + done, n * len(specs))
+                    progress("cams", j * m + done, m * len(specs))
 
             maps, c = _compute_maps(model, x, pred_t, method=spec.method,
                                     layer=layers[spec.label], score=score, batch_size=bs,
@@ -376,7 +401,8 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
                             "score": saved["score"], "source": saved["source"]}
     if random_cells is not None:
         cells = tuple(int(c) for c in random_cells)
-    all_maps[RANDOM] = M.random_maps((n, *spatial), seed=seed, cells=cells)
+    # drawn for all n samples on every rank, so each sample gets the one-process map
+    all_maps[RANDOM] = M.random_maps((n, *spatial), seed=seed, cells=cells)[shard.indices]
     info[RANDOM] = {"method": RANDOM, "cells": list(cells) if cells else None,
                     "description": f"uniform noise on a {'x'.join(map(str, cells))} grid, "
                     "upsampled, normalised to [0, 1]" if cells
@@ -407,17 +433,26 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
                 kw.update(steps=steps, baseline=baseline)
             res = M.METRICS[fam].fn(model, x, maps, **kw)
             for o in M.METRICS[fam].outputs:
-                per_sample[label][M.output_key(o, f)] = res.values[o]
+                per_sample[label][M.output_key(o, f)] = shard.gather(res.values[o])
             if "kept" in res.values:
-                kept.setdefault(label, {})[f"{f:g}"] = float(res.values["kept"].mean())
+                kept.setdefault(label, {})[f"{f:g}"] = float(
+                    shard.gather(res.values["kept"]).mean())
             if res.curves:
-                curves.setdefault(fam, {})[label] = res.curves
+                curves.setdefault(fam, {})[label] = {
+                    **res.curves, "scores": shard.gather(res.curves["scores"])}
             choice = {k: v for k, v in res.choices.items() if k != "frac"}
             choices[fam] = choice
             seconds["metrics"][label][M.output_key(fam, f)] = time.perf_counter() - t0
             done += 1
             if progress:
                 progress("metrics", done, len(all_maps) * len(jobs))
+
+    labels, predicted = shard.gather(labels), shard.gather(predicted)
+    if ranks.active:  # rank 0 alone goes on; the sanity check takes the first samples
+        if not ranks.is_main:
+            return {}
+        pred_t = torch.from_numpy(predicted)
+        x = _stack(ds, np.arange(min(sanity_samples, n)))[0] if sanity else x[:0]
 
     # -- statistics ------------------------------------------------------------------------
     t0 = time.perf_counter()

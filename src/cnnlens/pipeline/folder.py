@@ -171,10 +171,16 @@ class RunDir:
         """Hold ``RUN/.lock`` while writing; re-entrant within one process.
 
         Raises :class:`RunLockedError` naming the folder and the holder when another process
-        holds it.
+        holds it. Of the processes of a ``torchrun`` job only rank 0 writes, so only rank 0
+        takes the lock; the others never contend for it.
         """
         import fcntl
 
+        from cnnlens.distributed import env_rank
+
+        if env_rank() != 0:
+            yield
+            return
         key = self.path.resolve()
         with _Held.lock:
             held = _Held.fds.get(key)
@@ -261,7 +267,12 @@ def load_checked_data(
 
 # -- creating ------------------------------------------------------------------------------
 def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a config that define a run (not when or where it was made)."""
+    """The parts of a config that define a run (not when or where it was made).
+
+    Compared as JSON reads them back: a tuple (e.g. a user model's ``input_shape``) and
+    the list it becomes in ``config.json`` are the same run.
+    """
+    cfg = json.loads(json.dumps(cfg, default=str))
     out = {k: v for k, v in cfg.items() if k not in ("created", "cnnlens_version", "device")}
     data = dict(out.get("data", {}))
     data.pop("cache_dir", None)

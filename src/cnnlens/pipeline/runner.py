@@ -12,6 +12,7 @@ for all stages. Nothing here prints: progress goes to a :class:`Progress` object
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields, replace
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlens.data import DataConfig, TaskData, load_task
+from cnnlens.distributed import Ranks, setup
 from cnnlens.errors import CnnlensError
 from cnnlens.evaluate import stage as evaluate_stage
 from cnnlens.evaluate.stage import EvaluateOptions
@@ -207,6 +209,11 @@ def run(
     say what to run; ``stages`` picks a prefix or subset of ``train, evaluate, explain,
     faithfulness, report``. A folder holding a run of another config is refused unless
     ``overwrite``. Returns a :class:`RunResult`.
+
+    Under ``torchrun`` every process runs this: training uses DistributedDataParallel, the
+    evaluate, explain and faithfulness stages shard the samples, and rank 0 alone writes
+    (the folder, checkpoints, outputs, the report) and reports ``progress``. ``out`` is
+    then required, so that a restarted job finds its run folder again and resumes.
     """
     opts = options_from(options, fields_)
     opts.validate()
@@ -214,28 +221,38 @@ def run(
     if unknown:
         raise CnnlensError(f"unknown stage(s) {', '.join(unknown)}; valid: "
                            f"{', '.join(STAGE_NAMES)}")
-    prog = progress or Progress()
+    ranks, _ = setup(_device(opts.device))
+    if ranks.active and out is None:
+        raise CnnlensError("--out is required with several processes (torchrun): every "
+                           "process, and every restart, must use the same run folder")
+    prog = (progress or Progress()) if ranks.is_main else Progress()
     cfg, imported = run_config(opts)
     data = load_task(_data_config(cfg))
-    with locked_run_dir(out, cfg, overwrite=overwrite) as run_dir:
+    with contextlib.ExitStack() as held:
+        # rank 0 creates the folder under its lock (held to the end); the others wait for it
+        path = ranks.on_main(lambda: held.enter_context(
+            locked_run_dir(out, cfg, overwrite=overwrite)).path)
+        run_dir = RunDir(path)
         result = RunResult(path=run_dir.path, config=run_dir.read_config())
-        if imported is not None and not run_dir.is_trained():
-            write_imported(run_dir, *imported)
+        if imported is not None:
+            ranks.on_main(lambda: None if run_dir.is_trained()
+                          else write_imported(run_dir, *imported))
         for name in STAGE_NAMES:
             if name not in stages:
                 continue
-            _run_stage(name, run_dir, opts, data, prog, result)
+            _run_stage(name, run_dir, opts, data, prog, result, ranks)
     return result
 
 
 def _run_stage(name: str, run_dir: RunDir, opts: RunOptions, data: TaskData, prog: Progress,
-               result: RunResult) -> None:
+               result: RunResult, ranks: Ranks) -> None:
     stage_opts: dict[str, Any] = {
         "train": None, "evaluate": opts.evaluate, "explain": opts.explain,
         "faithfulness": opts.faithfulness, "report": opts.report,
     }
     t0 = time.perf_counter()
-    if STAGES[name].is_done(run_dir, stage_opts[name]):
+    # rank 0 decides for all: every process must run (or skip) the same stages
+    if ranks.on_main(lambda: STAGES[name].is_done(run_dir, stage_opts[name])):
         detail = "imported model" if name == "train" and opts.from_keras else "already done"
         prog.stage(name, "skipped", detail)
         result.stages[name] = {"status": "skipped", "seconds": 0.0}
@@ -245,6 +262,9 @@ def _run_stage(name: str, run_dir: RunDir, opts: RunOptions, data: TaskData, pro
     device = opts.device
     if name == "train":
         cfg = run_dir.read_config()
+        note = _resume_note(run_dir) if ranks.is_main else None
+        if note:
+            prog.note(note)
         train_run(run_dir, data=data, resume=True, callback=prog.training(),
                   hooks=_cam_logger(opts, cfg, data))
     elif name == "evaluate":
@@ -261,10 +281,29 @@ def _run_stage(name: str, run_dir: RunDir, opts: RunOptions, data: TaskData, pro
         result.faithfulness = faithfulness_stage.run_stage(
             run_dir, opts.faithfulness, device=_device(device), data=data, progress=prog.update)
     elif name == "report":
-        result.report = report_stage.run_stage(run_dir, opts.report)
+        result.report = ranks.on_main(lambda: report_stage.run_stage(run_dir, opts.report))
     seconds = time.perf_counter() - t0
     result.stages[name] = {"status": "ran", "seconds": seconds}
     prog.stage(name, "done", f"{seconds:.1f} s")
+
+
+def _resume_note(run_dir: RunDir) -> str | None:
+    """Where a resumed training run continues (from its training state), if it does."""
+    from cnnlens.pipeline.checkpoint import load_train_state
+
+    path = run_dir.checkpoints / "last_state.pt"
+    if not path.is_file():
+        return None
+    try:
+        state = load_train_state(path)
+        partial = state.get("partial")
+        if partial:
+            return (f"resuming training in epoch {int(partial['epoch']) + 1} after batch "
+                    f"{int(partial['batches'])}")
+        return (f"resuming training after epoch {int(state['epoch']) + 1} (the last complete "
+                "checkpoint)")
+    except (CnnlensError, KeyError, TypeError, ValueError):
+        return None  # train_run names the problem
 
 
 def _device(name: str) -> Any:

@@ -22,9 +22,11 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset
 
+from cnnlens import distributed
 from cnnlens.data import TaskData
 from cnnlens.data.batching import iterate_batches
 from cnnlens.device import resolve_device
+from cnnlens.distributed import Ranks
 from cnnlens.errors import CnnlensError
 from cnnlens.fileio import write_json
 from cnnlens.models import build_model
@@ -35,6 +37,7 @@ from cnnlens.pipeline.checkpoint import (
     save_train_state,
 )
 from cnnlens.pipeline.folder import RunDir
+from cnnlens.train import ddp
 from cnnlens.train.recipes import Recipe, epochs_for, lr_at
 
 
@@ -90,23 +93,29 @@ def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
 
 @torch.no_grad()
 def loss_and_accuracy(
-    model: nn.Module, dataset: Dataset[Any], *, batch_size: int, device: torch.device
+    model: nn.Module, dataset: Dataset[Any], *, batch_size: int, device: torch.device,
+    ranks: Ranks | None = None,
 ) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of ``model`` on ``dataset`` (eval mode)."""
+    """Mean cross-entropy and accuracy of ``model`` on ``dataset`` (eval mode).
+
+    With several ``ranks`` each scores its share and the sums are all-reduced.
+    """
     n = len(dataset)  # type: ignore[arg-type]
     if n == 0:
         return math.nan, math.nan
+    ranks = ranks or Ranks()
     was_training = model.training
     model.eval()
-    total_loss, correct = 0.0, 0
+    total_loss, correct = 0.0, 0.0
     try:
-        for x, y in iterate_batches(dataset, torch.arange(n), max(batch_size, 256)):
+        for x, y in iterate_batches(dataset, ranks.part(n), max(batch_size, 256)):
             x, y = x.to(device), y.to(device)
             logits = model(x).float()
             total_loss += float(nn.functional.cross_entropy(logits, y, reduction="sum"))
             correct += int((logits.argmax(1) == y).sum())
     finally:
         model.train(was_training)
+    total_loss, correct = ranks.all_sum([total_loss, correct])
     return total_loss / n, correct / n
 
 
@@ -150,7 +159,12 @@ def train_run(
     callback: TrainCallback | None = None,
     hooks: Sequence[EpochHook] = (),
 ) -> dict[str, Any]:
-    """Train the model a run's ``config.json`` describes; return the final epoch's metrics."""
+    """Train the model a run's ``config.json`` describes; return the final epoch's metrics.
+
+    Under ``torchrun`` the processes train one model with DistributedDataParallel
+    (:mod:`cnnlens.train.ddp`); rank 0 alone writes checkpoints, logs and calls
+    ``callback`` and ``hooks``.
+    """
     with run.lock():
         return _train(run, data=data, resume=resume, callback=callback, hooks=hooks)
 
@@ -165,8 +179,9 @@ def _train(run: RunDir, *, data: TaskData | None, resume: bool,
     recipe.validate()
     epochs = epochs_for(recipe, cfg["task"])
     seed = int(cfg.get("seed", 0))
-    device = resolve_device(cfg.get("device", "auto"))
-    cb = callback or TrainCallback()
+    ranks, device = distributed.setup(resolve_device(cfg.get("device", "auto")))
+    cb = (callback if ranks.is_main else None) or TrainCallback()
+    hooks = hooks if ranks.is_main else ()
     data = data if data is not None else run.load_data()
     n_train = len(data.train)  # type: ignore[arg-type]
     if n_train == 0:
@@ -203,6 +218,8 @@ def _train(run: RunDir, *, data: TaskData | None, resume: bool,
         loaded, _ = load_checkpoint(run.checkpoints, "last", device=device, expect=expect)
         model.load_state_dict(loaded.state_dict())
         try:
+            if "model" in state:  # the weights saved with this state: a kill between the
+                model.load_state_dict(state["model"])  # two files cannot mix epochs
             optimizer.load_state_dict(state["optimizer"])
             shuffle.set_state(state["shuffle_rng"])
             torch.set_rng_state(state["torch_rng"])
@@ -219,29 +236,33 @@ def _train(run: RunDir, *, data: TaskData | None, resume: bool,
         if state.get("stopped_early"):
             start = epochs
 
-    writer = _summary_writer(run, purge_step=start if start else None)
+    net = ddp.wrap(model, ranks, device)
+    writer = _summary_writer(run, purge_step=start if start else None) if ranks.is_main else None
     stop_flag = _StopFlag()
     try:
         with stop_flag.installed():
             for epoch in range(start, epochs):
-                stats = _train_epoch(model, optimizer, data, recipe, epoch, epochs, shuffle,
-                                     device, cb, stop_flag, partial)
+                stats = _train_epoch(net, optimizer, data, recipe, epoch, epochs, shuffle,
+                                     device, cb, stop_flag, partial, ranks)
                 partial = None
                 if stats.get("interrupted"):
-                    save_checkpoint(run.checkpoints, "last", model,
-                                    {**meta_base, "epoch": epoch - 1, "partial_epoch": epoch,
-                                     "metrics": history[-1] if history else {}})
-                    save_train_state(state_path, {
-                        "epoch": epoch - 1,
-                        "optimizer": optimizer.state_dict(),
-                        "shuffle_rng": shuffle.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                        "history": history,
-                        "best": best,
-                        "bad_epochs": bad_epochs,
-                        "stopped_early": False,
-                        "partial": stats["partial"],
-                    })
+                    if ranks.is_main:
+                        save_checkpoint(run.checkpoints, "last", model,
+                                        {**meta_base, "epoch": epoch - 1, "partial_epoch": epoch,
+                                         "metrics": history[-1] if history else {}})
+                        save_train_state(state_path, {
+                            "epoch": epoch - 1,
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "shuffle_rng": shuffle.get_state(),
+                            "torch_rng": torch.get_rng_state(),
+                            "history": history,
+                            "best": best,
+                            "bad_epochs": bad_epochs,
+                            "stopped_early": False,
+                            "partial": stats["partial"],
+                        })
+                    ranks.barrier()
                     raise TrainingInterrupted(
                         f"interrupted in epoch {epoch + 1} after batch "
                         f"{stats['partial']['batches']}; resume with --resume"
@@ -254,47 +275,54 @@ def _train(run: RunDir, *, data: TaskData | None, resume: bool,
                 elif len(data.val):  # type: ignore[arg-type]
                     bad_epochs += 1
                 stop = recipe.early_stopping and bad_epochs >= recipe.patience
-                _log_scalars(writer, stats)
-                meta = {**meta_base, "epoch": epoch, "metrics": stats}
-                if improved and recipe.early_stopping:
-                    save_checkpoint(run.checkpoints, "best", model, meta)
-                save_checkpoint(run.checkpoints, "last", model, meta)
-                save_train_state(
-                    state_path,
-                    {
-                        "epoch": epoch,
-                        "optimizer": optimizer.state_dict(),
-                        "shuffle_rng": shuffle.get_state(),
-                        "torch_rng": torch.get_rng_state(),
-                        "history": history,
-                        "best": best,
-                        "bad_epochs": bad_epochs,
-                        "stopped_early": stop,
-                        "partial": None,
-                    },
-                )
-                write_json(run.train_dir / "history.json", history)
+                if ranks.is_main:
+                    _log_scalars(writer, stats)
+                    meta = {**meta_base, "epoch": epoch, "metrics": stats}
+                    if improved and recipe.early_stopping:
+                        save_checkpoint(run.checkpoints, "best", model, meta)
+                    save_checkpoint(run.checkpoints, "last", model, meta)
+                    save_train_state(
+                        state_path,
+                        {
+                            "epoch": epoch,
+                            "model": model.state_dict(),
+                            "optimizer": optimizer.state_dict(),
+                            "shuffle_rng": shuffle.get_state(),
+                            "torch_rng": torch.get_rng_state(),
+                            "history": history,
+                            "best": best,
+                            "bad_epochs": bad_epochs,
+                            "stopped_early": stop,
+                            "partial": None,
+                        },
+                    )
+                    write_json(run.train_dir / "history.json", history)
                 for hook in hooks:
                     hook.after_epoch(epoch, epochs, model, writer)
                 cb.on_epoch_end(stats)
                 if stop:
                     break
     finally:
-        writer.close()
+        if writer is not None:
+            writer.close()
 
     final_name = "best" if recipe.early_stopping and best["epoch"] >= 0 else "last"
-    final, final_meta = load_checkpoint(run.checkpoints, final_name, device="cpu")
-    save_checkpoint(
-        run.checkpoints,
-        "model",
-        final,
-        {**final_meta, "selected": final_name, "epochs_run": len(history)},
-    )
+
+    def save_final() -> None:
+        final, final_meta = load_checkpoint(run.checkpoints, final_name, device="cpu")
+        save_checkpoint(
+            run.checkpoints,
+            "model",
+            final,
+            {**final_meta, "selected": final_name, "epochs_run": len(history)},
+        )
+
+    ranks.on_main(save_final)  # the other ranks wait until the model is in place
     return {"epochs_run": len(history), "selected": final_name, **(history[-1] if history else {})}
 
 
 def _train_epoch(
-    model: nn.Module,
+    net: nn.Module,
     optimizer: torch.optim.Optimizer,
     data: TaskData,
     recipe: Recipe,
@@ -305,6 +333,7 @@ def _train_epoch(
     cb: TrainCallback,
     stop: _StopFlag,
     partial: dict[str, Any] | None,
+    ranks: Ranks,
 ) -> dict[str, Any]:
     lr = lr_at(recipe, epoch)
     for group in optimizer.param_groups:
@@ -318,7 +347,7 @@ def _train_epoch(
     shuffle_before = shuffle.get_state()
     order = torch.randperm(n, generator=shuffle)
     cb.on_epoch_start(epoch, epochs, n)
-    model.train()
+    net.train()
     total_loss, correct, seen, skip = 0.0, 0, 0, 0
     seconds = 0.0
     if partial is not None:
@@ -328,27 +357,27 @@ def _train_epoch(
         cb.on_batch_end(seen, total_loss / max(seen, 1), correct / max(seen, 1))
     bs = recipe.batch_size
     t0 = time.perf_counter()
-    batches = iterate_batches(data.train, order[skip * bs:], bs)
+    batches = ddp.rank_batches(data.train, order[skip * bs:], bs, ranks)
     for step, (x, y) in enumerate(batches, start=skip):
         x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
         with _autocast(device):
-            logits = model(x)
-        loss = nn.functional.cross_entropy(logits.float(), y)
-        if not torch.isfinite(loss):
+            logits = net(x)
+        totals = ddp.step_loss(logits.float(), y, ranks, stop=stop.set)
+        if not math.isfinite(totals.loss_sum):
             raise CnnlensError(
-                f"loss became {loss.item()} at epoch {epoch + 1}, batch {step + 1} "
+                f"loss became {totals.mean_loss} at epoch {epoch + 1}, batch {step + 1} "
                 f"(lr {lr:g}); training stopped, the last good checkpoint is kept "
                 "(try a smaller --lr)"
             )
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        totals.loss.backward()
         optimizer.step()
-        b = int(y.shape[0])
-        total_loss += loss.item() * b
-        correct += int((logits.argmax(1) == y).sum())
+        b = totals.n
+        total_loss += totals.loss_sum
+        correct += totals.correct
         seen += b
         cb.on_batch_end(b, total_loss / seen, correct / seen)
-        if stop.set and seen < n:
+        if totals.stop and seen < n:
             return {"interrupted": True, "partial": {
                 "epoch": epoch, "batches": step + 1, "loss_sum": total_loss, "correct": correct,
                 "seen": seen, "shuffle_before": shuffle_before, "torch_rng": torch.get_rng_state(),
@@ -364,7 +393,7 @@ def _train_epoch(
     }
     if len(data.val):  # type: ignore[arg-type]
         val_loss, val_acc = loss_and_accuracy(
-            model, data.val, batch_size=recipe.batch_size, device=device
+            ddp.unwrap(net), data.val, batch_size=recipe.batch_size, device=device, ranks=ranks
         )
         stats.update(val_loss=val_loss, val_accuracy=val_acc)
     return stats
