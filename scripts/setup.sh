@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Make .venv and install cnnlens into it. Usage: scripts/setup.sh [test]
-# With "test", also installs the test and benchmark tools (reference CAM libraries included).
+# With "test", also installs the test and benchmark tools (reference CAM libraries included)
+# and, when run as root on Debian, headless Chromium for the report's browser test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
@@ -15,6 +16,7 @@ if [ "${1:-}" = "test" ]; then
     # pytorch-grad-cam's CAM classes never import torchvision; installing it without deps
     # avoids pulling a multi-GB CUDA torchvision (tests give it a stand-in module).
     pip install -q --no-deps "grad-cam==1.5.7"
+    bash scripts/install_browser.sh
 else
     pip install -q -e .
 fi

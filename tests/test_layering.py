@@ -12,7 +12,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cnnlens"
 
 #: Lowest first. A module may import modules of its own rank or lower.
 LAYERS: list[tuple[str, ...]] = [
-    ("cnnlens", "cnnlens.errors", "cnnlens.fileio", "cnnlens.device", "cnnlens.plotting"),
+    ("cnnlens", "cnnlens.errors", "cnnlens.fileio", "cnnlens.device", "cnnlens.plotting",
+     "cnnlens.distributed"),
     ("cnnlens.data", "cnnlens.models"),
     ("cnnlens.pipeline.folder", "cnnlens.pipeline.checkpoint"),
     ("cnnlens.train",),
