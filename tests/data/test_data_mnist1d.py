@@ -43,14 +43,25 @@ def test_cache_is_keyed_by_arguments_and_reused(tmp_path: Path) -> None:
     np.testing.assert_array_equal(again["x"], small["x"])
 
 
-def test_corrupt_cache_is_regenerated(tmp_path: Path) -> None:
+@pytest.mark.parametrize("damage", ["garbage", "empty", "truncated", "stale"])
+def test_corrupt_cache_is_regenerated(tmp_path: Path, damage: str) -> None:
     good = load_mnist1d({"num_samples": 100}, cache_dir=tmp_path)
     (path,) = (tmp_path / "mnist1d").glob("*.npz")
-    path.write_bytes(b"not an npz")
+    data = path.read_bytes()
+    if damage == "garbage":
+        path.write_bytes(b"not an npz")
+    elif damage == "empty":
+        path.write_bytes(b"")
+    elif damage == "truncated":
+        path.write_bytes(data[: len(data) // 2])
+    else:  # an npz of the right name holding something else
+        np.savez(path, x=np.zeros((3, 40)), y=np.zeros(2, dtype=np.int64),
+                 x_test=np.zeros((1, 40)), y_test=np.zeros(1, dtype=np.int64), t=np.zeros(40))
     again = load_mnist1d({"num_samples": 100}, cache_dir=tmp_path)
     np.testing.assert_array_equal(again["x"], good["x"])
     with np.load(path, allow_pickle=False) as f:
         assert f["x"].shape == good["x"].shape
+    assert not list((tmp_path / "mnist1d").glob("*.tmp"))
 
 
 def test_task_shapes_and_stratified_validation_split() -> None:

@@ -62,7 +62,7 @@ def test_report_is_self_contained(run_copy: Path) -> None:
     # learning curves, ROC, confusion, examples; CAM galleries; deletion/insertion, sanity
     images = _images(html)
     assert len(images) == 4 + n_galleries + 2
-    assert all(img.format == "PNG" for img in images)
+    assert all(img.format in ("PNG", "WEBP") for img in images)
     assert html.count("<img") == len(images)
 
 

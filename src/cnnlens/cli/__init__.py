@@ -31,6 +31,14 @@ COMMAND_MODULES = [
 ]
 
 
+def _close_progress_bars() -> None:
+    """Clear live progress bars so an error or interrupt line starts on a line of its own."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line naming the option (``--help`` shows the usage)."""
 
@@ -73,15 +81,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CnnlensError as exc:
         if args.debug:
             raise
+        _close_progress_bars()
         print(f"{name}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:
+        _close_progress_bars()
         detail = f" ({exc})" if str(exc) else "; nothing half-written was left"
         print(f"{name}: interrupted{detail}", file=sys.stderr)
         return 130
     except OSError as exc:  # disk full, read-only folder, ...: one line naming the path
         if args.debug:
             raise
+        _close_progress_bars()
         where = exc.filename or "a file"
         print(f"{name}: error: {where}: {exc.strerror or exc}", file=sys.stderr)
         return 2

@@ -120,6 +120,26 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     add_device_option(p)
 
 
+def skip_bad_data(args: argparse.Namespace) -> Any:
+    """With ``--skip-bad`` on a stage command, the run's data loaded skipping bad images
+    (their list is printed); otherwise None (the stage loads the data itself)."""
+    if not getattr(args, "skip_bad", False):
+        return None
+    from cnnlens.pipeline.folder import RunDir
+
+    data = RunDir(args.run_dir).load_data(data_dir=args.data_dir, augment=False, skip_bad=True)
+    print_skipped(data.info.get("skipped") or [])
+    return data
+
+
+def print_skipped(skipped: list[dict[str, str]]) -> None:
+    """List the files ``--skip-bad`` left out, with the reason each was unreadable."""
+    if skipped:
+        info(f"skipped {len(skipped)} unreadable image file(s) (--skip-bad):")
+        for entry in skipped:
+            info(f"  {entry['path']}: {entry['error'].split(': ', 1)[-1]}")
+
+
 def add_device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
 

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cnnlens.cli._common import add_device_option, info, positive_int
+from cnnlens.cli._common import add_device_option, info, positive_int, skip_bad_data
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -31,9 +31,7 @@ def main(args: argparse.Namespace) -> int:
     from cnnlens.pipeline.folder import RunDir
 
     run = RunDir(args.run_dir)
-    data = None
-    if args.skip_bad:
-        data = run.load_data(data_dir=args.data_dir, augment=False, skip_bad=True)
+    data = skip_bad_data(args)
     m = evaluate_run(run, split=args.split, data_dir=args.data_dir, device=args.device,
                      batch_size=args.batch_size, data=data)
     print_summary(m, run.eval_dir)
@@ -46,4 +44,7 @@ def print_summary(m: dict[str, Any], where: Path | str) -> None:
         acc = "n/a" if pc["accuracy"] is None else f"{pc['accuracy']:.3f}"
         auc = "n/a" if pc["roc_auc"] is None else f"{pc['roc_auc']:.3f}"
         info(f"  {pc['class']:>12}  acc {acc}  AUC {auc}  F1 {pc['f1']:.3f}  n={pc['support']}")
+    if m.get("skipped_files"):
+        info(f"{len(m['skipped_files'])} unreadable image file(s) were skipped (--skip-bad); "
+             "listed in metrics.json")
     info(f"metrics and figures: {where}")

@@ -5,7 +5,14 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cnnlens.cli._common import Bars, add_device_option, info, parse_layer, positive_int
+from cnnlens.cli._common import (
+    Bars,
+    add_device_option,
+    info,
+    parse_layer,
+    positive_int,
+    skip_bad_data,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -34,6 +41,8 @@ def register(subparsers: Any) -> None:
                    help="score to explain: the class logit or its softmax probability "
                    "(default: the model's; prob for the study's HMT model)")
     add_device_option(p)
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable images, listing them")
     p.add_argument("--data-dir", "--data", dest="data_dir", default=None,
                    help="data folder (or .npz), if it moved since training")
     p.add_argument("--batch-size", type=positive_int, default=None,
@@ -49,6 +58,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnlens.pipeline.folder import RunDir
 
     bars = Bars("explain ")
+    data = skip_bad_data(args)
     try:
         summary = run_explain(
             args.run_dir,
@@ -63,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
             figures=not args.no_figures,
             per_class=args.per_class,
             progress=bars,
+            data=data,
         )
     finally:
         bars.close()

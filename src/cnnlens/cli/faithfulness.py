@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cnnlens.cli._common import Bars, number_or_name, positive_int, split_list
+from cnnlens.cli._common import Bars, number_or_name, positive_int, skip_bad_data, split_list
 
 
 def register(subparsers: Any) -> None:
@@ -52,6 +52,8 @@ def register(subparsers: Any) -> None:
                    help="compute the maps even when cams/ holds them")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable images, listing them")
     p.add_argument("--data-dir", "--data", dest="data_dir", default=None,
                    help="data folder (or .npz), if it moved since training")
     p.add_argument("--batch-size", type=positive_int, default=None,
@@ -65,6 +67,7 @@ def compute(args: argparse.Namespace, run_dir: str) -> dict[str, Any]:
     from cnnlens.faithfulness.stage import run_faithfulness
 
     bars = Bars()
+    data = skip_bad_data(args)
     try:
         return run_faithfulness(
             run_dir,
@@ -86,6 +89,7 @@ def compute(args: argparse.Namespace, run_dir: str) -> dict[str, Any]:
             random_cells=args.random_cells,
             figures=not args.no_figures,
             progress=bars,
+            data=data,
         )
     finally:
         bars.close()

@@ -55,6 +55,19 @@ class TaskData:
         dataset: Dataset[Any] = getattr(self, name)
         return dataset
 
+    def check_readable(self, splits: tuple[str, ...] = ("train", "val", "test")) -> None:
+        """Decode every sample of these splits now and name *all* unreadable files at once
+        (rather than the first one, minutes into training)."""
+        bad: list[str] = []
+        for split in (self.split(name) for name in splits):
+            scan = getattr(split, "unreadable", None)
+            if callable(scan) and len(split):  # type: ignore[arg-type]
+                bad += [m for m in scan() if m not in bad]
+        if bad:
+            listed = "; ".join(bad[:5]) + (f"; and {len(bad) - 5} more" if len(bad) > 5 else "")
+            raise CnnlensError(f"{len(bad)} unreadable image file(s): {listed}; pass "
+                               "--skip-bad to skip and list them")
+
     def eval_split(self, name: str) -> Dataset[Any]:
         """A split without train-time augmentation (what evaluation and explanation read)."""
         dataset = self.split(name)

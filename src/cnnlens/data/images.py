@@ -397,6 +397,11 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
             raise CnnlensError(f"epoch must be >= 0, got {epoch}")
         self.epoch = int(epoch)
 
+    def unreadable(self, num_threads: int | None = None) -> list[str]:
+        """Decode every tile of this view now; the error of each file that cannot be read."""
+        bad = self._store.fill(num_threads)
+        return [bad[i] for i in self._indices.tolist() if i in bad]
+
     def preload(self, num_threads: int | None = None) -> None:
         """Decode every tile now (before forking DataLoader workers, so they share it)."""
         bad = self._store.fill(num_threads)

@@ -78,7 +78,7 @@ def evaluate_run(
     with run.lock():
         ranks, dev = setup(resolve_device(device))
         model, meta = run.load_model(device=dev)
-        data = load_checked_data(run, meta, data_dir=data_dir, data=data)
+        data = load_checked_data(run, meta, split=split, data_dir=data_dir, data=data)
         dataset = data.eval_split(split)
         if len(dataset) == 0:  # type: ignore[arg-type]
             raise CnnlensError(f"--split {split}: the split is empty for this run")

@@ -100,18 +100,20 @@ def explain_methods(
                         done[spec.name] = torch.relu(spec.compute(ctx)).float()
                     own[spec.name] += time.perf_counter() - t1
             except RuntimeError as exc:
-                if not is_oom(exc) or not engine.shrink():
+                rows = sl.stop - sl.start
+                if not is_oom(exc) or not engine.shrink(rows):
                     raise
                 if x.is_cuda:
                     torch.cuda.empty_cache()
-                size = max(1, (sl.stop - sl.start) // 2)
+                size = max(1, rows // 2)
                 continue  # the same chunk again, halved
             for method, raw in done.items():
                 raws[method].append(raw)
             outs.append((ctx.targets, ctx.logits.argmax(dim=1), ctx.scores))
             del ctx
             start, first = sl.stop, False
-            size = engine.sample_rows
+            size = engine.sample_rows if engine.batch_size is None else min(
+                engine.sample_rows, engine.batch_size)
     targets_t = torch.cat([o[0] for o in outs])
     predicted = torch.cat([o[1] for o in outs])
     scores = torch.cat([o[2] for o in outs]).float()

@@ -265,7 +265,7 @@ def _explain(run: RunDir, opts: ExplainOptions, *, device: str | torch.device,
         progress = None
     model, meta = run.load_model(device=dev)
     model_name = str(meta.get("model", cfg["model"]))
-    data = load_checked_data(run, meta, data_dir=data_dir, data=data)
+    data = load_checked_data(run, meta, split=opts.split, data_dir=data_dir, data=data)
     ds = data.eval_split(opts.split)
     total = len(ds)  # type: ignore[arg-type]
     n = total if opts.limit is None else min(opts.limit, total)

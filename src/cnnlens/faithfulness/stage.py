@@ -163,7 +163,7 @@ def _load_split(run: RunDir, meta: dict[str, Any], split: str, limit: int | None
                 data_dir: str | None, data: TaskData | None
                 ) -> tuple[Any, int, list[str], str]:
     """The split's dataset, how many of its samples to score, class names and kind."""
-    data = load_checked_data(run, meta, data_dir=data_dir, data=data)
+    data = load_checked_data(run, meta, split=split, data_dir=data_dir, data=data)
     ds = data.eval_split(split)
     n = len(ds) if limit is None else min(limit, len(ds))  # type: ignore[arg-type]
     if n == 0:

@@ -19,7 +19,7 @@ from torch import nn
 
 import cnnlens
 from cnnlens.errors import CnnlensError
-from cnnlens.fileio import atomic_path, read_json, write_json
+from cnnlens.fileio import atomic_path, read_json, write_error, write_json
 from cnnlens.models import build_model
 
 
@@ -45,7 +45,10 @@ def save_checkpoint(
     weights = directory / f"{name}.safetensors"
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     with atomic_path(weights) as tmp:
-        save_file(state, str(tmp), metadata={"model": str(meta["model"])})
+        try:
+            save_file(state, str(tmp), metadata={"model": str(meta["model"])})
+        except SafetensorError as exc:  # the Rust writer's I/O errors (disk full, ...)
+            raise write_error(weights, exc) from None
     write_json(directory / f"{name}.json", {**meta, "versions": versions()})
     return weights
 
@@ -152,7 +155,10 @@ def check_state_fits(model: nn.Module, state: dict[str, torch.Tensor], prefix: s
 def save_train_state(path: str | Path, state: dict[str, Any]) -> None:
     """Save optimizer/scheduler/RNG state atomically, in a ``weights_only``-safe form."""
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            torch.save(state, tmp)
+        except RuntimeError as exc:  # torch's zip writer reports I/O errors this way
+            raise write_error(Path(path), exc) from None
 
 
 def load_train_state(path: str | Path) -> dict[str, Any]:

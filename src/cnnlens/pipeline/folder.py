@@ -40,7 +40,7 @@ from torch import nn
 
 from cnnlens.data import DataConfig, TaskData, load_task
 from cnnlens.errors import CnnlensError
-from cnnlens.fileio import read_json, write_json
+from cnnlens.fileio import read_json, remove_stale_temporaries, write_json
 
 #: Everything a run writes; --overwrite removes exactly these, never a user's other files.
 RUN_ARTIFACTS = ("config.json", "checkpoints", "tb", "train", "eval", "cams", "faithfulness",
@@ -209,6 +209,7 @@ class RunDir:
                 os.pwrite(fd, json.dumps(info).encode(), 0)
             with _Held.lock:
                 _Held.fds[key] = (fd, 1)
+            remove_stale_temporaries(self.path)  # a killed writer's leftovers: ours now
         try:
             yield
         finally:
@@ -253,15 +254,17 @@ def check_class_names(data_names: list[str], model_names: list[str] | None, wher
 
 
 def load_checked_data(
-    run: RunDir, meta: dict[str, Any], *, data_dir: str | None = None,
+    run: RunDir, meta: dict[str, Any], *, split: str, data_dir: str | None = None,
     data: TaskData | None = None,
 ) -> TaskData:
-    """The run's data (or ``data``), refused when its classes are not the model's."""
+    """The run's data (or ``data``), refused when its classes are not the model's or when
+    files of ``split`` cannot be read (all of them named)."""
     if data is None:
         data = run.load_data(data_dir=data_dir, augment=False)
     cfg = run.data_config(data_dir=data_dir)
     where = cfg.data_dir or cfg.task
     check_class_names(data.class_names, meta.get("class_names"), f"{where}")
+    data.check_readable((split,))
     return data
 
 

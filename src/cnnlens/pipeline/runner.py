@@ -228,6 +228,12 @@ def run(
     prog = (progress or Progress()) if ranks.is_main else Progress()
     cfg, imported = run_config(opts)
     data = load_task(_data_config(cfg))
+    trains = ("train" in stages and imported is None
+              and not (out is not None and RunDir(out).is_trained()))
+    # every bad file named before the run folder is touched (only the splits this run reads)
+    data.check_readable(("train", "val", "test") if trains else (opts.evaluate.split,))
+    for entry in data.info.get("skipped") or []:
+        prog.note(f"skipped unreadable image (--skip-bad): {entry['error']}")
     with contextlib.ExitStack() as held:
         # rank 0 creates the folder under its lock (held to the end); the others wait for it
         path = ranks.on_main(lambda: held.enter_context(
