@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
 from userdata import USER_MODEL, make_image_folders, make_signals
 
 
