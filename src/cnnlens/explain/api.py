@@ -76,6 +76,7 @@ def explain_methods(
     if x.is_inference():
         x = x.clone()
     need_grad = any(s.uses_gradients for s in specs)
+    extra_passes = any(s.extra_passes for s in specs)
     raws: dict[str, list[Tensor]] = {s.name: [] for s in specs}
     own = dict.fromkeys(raws, 0.0)
     shared = 0.0
@@ -86,11 +87,13 @@ def explain_methods(
         size = next(chunks).stop  # the probe chunk; later sizes come from the plan
         while start < n:
             sl = slice(start, min(n, start + size))
+            # The probe plans later chunks and extra passes: one chunk with neither skips it.
+            probe = first and (sl.stop - sl.start < n or extra_passes)
             t0 = time.perf_counter()
             try:
                 ctx = engine.capture(
                     x[sl], None if wanted is None else wanted[sl],
-                    need_grad=need_grad, probe=first,
+                    need_grad=need_grad, probe=probe,
                 )
                 shared += time.perf_counter() - t0
                 done: dict[str, Tensor] = {}
@@ -100,27 +103,29 @@ def explain_methods(
                         done[spec.name] = torch.relu(spec.compute(ctx)).float()
                     own[spec.name] += time.perf_counter() - t1
             except RuntimeError as exc:
-                rows = sl.stop - sl.start
-                if not is_oom(exc) or not engine.shrink(rows):
+                if not is_oom(exc) or not engine.shrink(sl.stop - sl.start):
                     raise
                 if x.is_cuda:
                     torch.cuda.empty_cache()
-                size = max(1, rows // 2)
+                size = max(1, (sl.stop - sl.start) // 2)
                 continue  # the same chunk again, halved
             for method, raw in done.items():
                 raws[method].append(raw)
-            outs.append((ctx.targets, ctx.logits.argmax(dim=1), ctx.scores))
+            # Without given targets, the engine's targets are the prediction already.
+            predicted = ctx.targets if wanted is None else ctx.logits.argmax(dim=1)
+            outs.append((ctx.targets, predicted, ctx.scores))
             del ctx
             start, first = sl.stop, False
-            size = engine.sample_rows if engine.batch_size is None else min(
-                engine.sample_rows, engine.batch_size)
+            size = engine.sample_rows
+    # Copied even from one chunk: targets may be a view of the caller's tensor, and with no
+    # given targets the prediction is the same tensor as the targets.
     targets_t = torch.cat([o[0] for o in outs])
     predicted = torch.cat([o[1] for o in outs])
     scores = torch.cat([o[2] for o in outs]).float()
     results: dict[str, CamResult] = {}
     for spec in specs:
         t1 = time.perf_counter()
-        raw = torch.cat(raws[spec.name])
+        raw = _joined(raws[spec.name])
         maps = upsample_maps(raw, tuple(x.shape[2:])) if upsample else raw
         if normalize:
             maps = normalize_maps(maps)
@@ -131,6 +136,11 @@ def explain_methods(
             seconds=own[spec.name] + shared / len(specs),
         )
     return results
+
+
+def _joined(parts: list[Tensor]) -> Tensor:
+    """The chunks' maps as one tensor; a single chunk's (a fresh tensor) is used as is."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts)
 
 
 def explain(

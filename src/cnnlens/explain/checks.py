@@ -6,6 +6,7 @@ the shape or the sample index, never with a raw torch error from deep inside the
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -29,6 +30,11 @@ def check_inputs(x: object, *, name: str = "x") -> Tensor:
                            "(convert with x.float())")
     if x.shape[0] == 0:
         raise CnnlensError(f"{name} has no samples (N = 0)")
+    # A sum is finite only if every term is (NaN and ±inf propagate), so one reduction with
+    # no boolean temporary clears the usual case; a non-finite sum (NaN/inf, or finite values
+    # that overflow) gets the exact per-sample check.
+    if math.isfinite(float(x.sum())):
+        return x
     finite = torch.isfinite(x.reshape(x.shape[0], -1)).all(dim=1)
     if not bool(finite.all()):
         bad = torch.nonzero(~finite).reshape(-1)

@@ -13,9 +13,11 @@ page-fault on every call, so small chunks are faster on CPU, and memory stays bo
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
+from functools import cached_property
 
 import torch
 import torch.nn.functional as F
@@ -67,6 +69,7 @@ class LayerContext:
         the replacement activations of those rows. Runs in chunks of the memory budget.
         """
         eng = self.engine
+        eng.require_plan()
         out = torch.empty(rows.numel(), dtype=self.logits.dtype, device=self.logits.device)
         step = eng.tail_rows
         for start in range(0, rows.numel(), step):
@@ -87,6 +90,7 @@ class LayerContext:
         split, through the whole model with the layer's output replaced by a hook).
         """
         eng = self.engine
+        eng.require_plan()
         a = self.activations
         n, k = a.shape[:2]
         if eng.tail is not None and len(eng.ablation_prefix):
@@ -125,6 +129,7 @@ class LayerContext:
     def input_scores(self, rows: Tensor, build: Callable[[slice], Tensor]) -> Tensor:
         """Target scores of whole-model forward passes on inputs built row by row."""
         eng = self.engine
+        eng.require_plan()
         out = torch.empty(rows.numel(), dtype=self.logits.dtype, device=self.logits.device)
         step = eng.input_rows
         with torch.no_grad():
@@ -168,15 +173,40 @@ class Engine:
         self.score = score
         self.budget = int(memory_budget_mb * 2**20)
         self.batch_size = batch_size
-        self.tail = sequential_tail(model, layer_name)
-        self.ablation_prefix, self.ablation_rest = _split_zero_preserving(self.tail)
-        self.linear_head = _flatten_linear(self.ablation_rest)
         self.num_classes: int | None = None
         self.clone_output = False
+        self.planned = False
         self.sample_rows = 1
         self.tail_rows = 1
         self.tail_peak = 1
         self.input_rows = 1
+
+    # -- the network after the layer (built on first use) ----------------------------------
+    # Only Ablation-CAM and the hook fallback use these; building them creates modules, which
+    # gradient methods should not pay for on every call.
+    @cached_property
+    def tail(self) -> nn.Module | None:
+        """The layers after the target as one module, or None if the model cannot be split."""
+        return sequential_tail(self.model, self.layer_name)
+
+    @cached_property
+    def _ablation_split(self) -> tuple[nn.Sequential, nn.Sequential]:
+        return _split_zero_preserving(self.tail)
+
+    @property
+    def ablation_prefix(self) -> nn.Sequential:
+        """The tail's leading zero-preserving per-channel layers (run once, not per copy)."""
+        return self._ablation_split[0]
+
+    @property
+    def ablation_rest(self) -> nn.Sequential:
+        """The rest of the tail, run on ablated copies."""
+        return self._ablation_split[1]
+
+    @cached_property
+    def linear_head(self) -> nn.Linear | None:
+        """The Linear when the rest is exactly ``Flatten → Linear`` (closed-form ablation)."""
+        return _flatten_linear(self.ablation_rest)
 
     # -- chunk planning ------------------------------------------------------------------
     @contextmanager
@@ -215,20 +245,27 @@ class Engine:
         # Whole-model no-grad passes (Score-CAM) hold a layer's input and output at once:
         # budget two peak activations per row (measured: 1.45x faster on the VGG-7 at 224 px).
         self.input_rows = max(1, self.budget // (2 * peak))
+        self.planned = True
 
-    def shrink(self, failed_rows: int) -> bool:
-        """Halve the chunk sizes after a chunk of ``failed_rows`` samples ran out of memory.
+    def require_plan(self) -> None:
+        """Extra passes are sized by the probe; running them unplanned is a bug here."""
+        if not self.planned:
+            raise RuntimeError("internal: extra passes need the probe's chunk plan")
 
-        False when nothing can be halved any more (one sample, one row per pass).
+    def shrink(self, rows: int) -> bool:
+        """Halve every chunk size after an out-of-memory error in a chunk of ``rows`` samples.
+
+        False when nothing is left to halve. Also works before any plan exists (the first
+        chunk, whose probe never finished, or a call that skipped the probe): later chunks
+        then take half the failed one.
         """
-        if failed_rows <= 1 and max(self.tail_rows, self.input_rows) <= 1:
+        if max(rows, self.tail_rows, self.input_rows) <= 1:
             return False
-        cap = max(1, failed_rows // 2)
-        self.batch_size = cap if self.batch_size is None else min(self.batch_size, cap)
-        self.sample_rows = min(self.sample_rows, cap) if self.sample_rows > 1 else 1
+        self.sample_rows = max(1, (min(self.sample_rows, rows) if self.planned else rows) // 2)
         self.tail_rows = max(1, self.tail_rows // 2)
         self.input_rows = max(1, self.input_rows // 2)
         self.budget = max(1, self.budget // 2)
+        self.batch_size = self.sample_rows
         return True
 
     def chunks(self, x: Tensor) -> Iterator[slice]:
@@ -238,7 +275,7 @@ class Engine:
         first chunk stays within the budget; small inputs run as one chunk.
         """
         n = x.shape[0]
-        per_sample = max(1, x[:1].numel() * x.element_size())
+        per_sample = max(1, math.prod(x.shape[1:]) * x.element_size())
         first = max(1, min(n, self.budget // (per_sample * PROBE_FACTOR)))
         if self.batch_size is not None:
             first = min(first, self.batch_size)
@@ -275,10 +312,11 @@ class Engine:
             self.num_classes = logits.shape[1]
         if probe and stats is not None:
             self._plan(stats, acts[:1].numel() * acts.element_size(), x.shape[0])
-        predicted = logits.detach().argmax(dim=1)
-        chosen = predicted if targets is None else targets.to(predicted.device)
-        if targets is not None:
+        if targets is None:
+            chosen = logits.detach().argmax(dim=1)  # the prediction (the caller reuses it)
+        else:
             check_class_bound(targets, self.num_classes)
+            chosen = targets.to(logits.device)
         grads = None
         with torch.set_grad_enabled(need_grad):
             scores = target_scores(logits, chosen, self.score)
@@ -323,7 +361,7 @@ class Engine:
         handle = self.layer.register_forward_hook(hook)
         try:
             with (
-                self._probe() if probe else _nullstats() as stats,
+                self._probe() if probe else nullcontext() as stats,
                 torch.set_grad_enabled(need_grad),
             ):
                 logits = self.model(x)
@@ -393,11 +431,6 @@ def _flatten_linear(tail: nn.Module | None) -> nn.Linear | None:
     ):
         return mods[1]
     return None
-
-
-@contextmanager
-def _nullstats() -> Iterator[None]:
-    yield None
 
 
 def _check_layer_output(name: str, out: Tensor, x: Tensor) -> None:

@@ -38,10 +38,12 @@ def resolve_layer(model: nn.Module, name: LayerRef) -> nn.Module:
         return name
     if not isinstance(name, str):
         raise CnnlensError(f"layer must be a name or a module, got {type(name).__name__}")
-    modules = {n: m for n, m in model.named_modules() if n}
-    if name in modules:
-        return modules[name]
-    names = list(modules)
+    names = []
+    for found, module in model.named_modules():
+        if found == name and found:
+            return module
+        if found:
+            names.append(found)
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.5)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     listed = ", ".join(names[:_MAX_LISTED]) + (", ..." if len(names) > _MAX_LISTED else "")

@@ -14,18 +14,30 @@ def preserved_model_state(model: nn.Module) -> Iterator[None]:
 
     Eval mode makes a sample's map independent of its batch (BatchNorm, Dropout); frozen
     parameters mean no weight-gradient work and no ``.grad`` writes. Restored in ``finally``
-    so an exception leaves the model as it was.
+    so an exception leaves the model as it was. Only what changed is written back: every
+    call pays this, and ``Module.__setattr__`` and ``requires_grad_`` are slow Python paths
+    next to a millisecond-sized forward pass.
     """
-    training = [(m, m.training) for m in model.modules()]
-    params = [(p, p.requires_grad, p.grad) for p in model.parameters()]
+    modules = list(model.modules())
+    training = [m.training for m in modules]
+    params = list(model.parameters())
+    requires = [p.requires_grad for p in params]
+    grads = [p.grad for p in params]
     try:
-        model.eval()
-        for p, _, _ in params:
-            p.requires_grad_(False)
+        # eval() walks the model through Module.__setattr__; a model already in eval mode
+        # is skipped unless some module overrides train() (that override then still runs).
+        if any(training) or any(type(m).train is not nn.Module.train for m in modules):
+            model.eval()
+        for p, flag in zip(params, requires, strict=True):
+            if flag:
+                p.requires_grad_(False)
         yield
     finally:
-        for m, flag in training:
-            m.training = flag
-        for p, requires_grad, grad in params:
-            p.requires_grad_(requires_grad)
-            p.grad = grad
+        for m, flag in zip(modules, training, strict=True):
+            if m.training != flag:
+                m.training = flag
+        for p, flag, grad in zip(params, requires, grads, strict=True):
+            if p.requires_grad != flag:
+                p.requires_grad_(flag)
+            if p.grad is not grad:
+                p.grad = grad
