@@ -23,8 +23,8 @@ from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
-from scipy.sparse.linalg import splu
 import torch
+from scipy.sparse.linalg import splu
 from torch import Tensor
 
 from cnnlens.errors import CnnlensError

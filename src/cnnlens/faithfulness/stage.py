@@ -219,7 +219,7 @@ def _saved_maps(run: RunDir, spec: MethodSpec, layer: str, score: str, split: st
 def _compute_maps(model: nn.Module, x: Tensor, targets: Tensor, *, method: str, layer: str,
                   score: str, batch_size: int, progress: Callable[[int], None] | None = None
                   ) -> tuple[Tensor, tuple[int, ...]]:
-    dev = M._device(model)
+    dev = M.device_of(model)
     maps: list[Tensor] = []
     cells: tuple[int, ...] = ()
     for i in range(0, x.shape[0], batch_size):
