@@ -155,7 +155,8 @@ def _choices(draw: str, constant: str, threshold: float) -> dict[str, str]:
     }
 
 
-def seed_interval(values: Sequence[float] | np.ndarray, level: float = 0.95) -> tuple[float, float, float]:
+def seed_interval(values: Sequence[float] | np.ndarray, level: float = 0.95
+                  ) -> tuple[float, float, float]:
     """Mean and Student-t interval of per-seed values (one value: a zero-width interval)."""
     v = np.asarray([x for x in values if np.isfinite(x)], dtype=np.float64)
     if v.size == 0:

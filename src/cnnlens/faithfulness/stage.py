@@ -548,7 +548,7 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
     higher = {k: spec.higher_is_better for k, spec in M.OUTPUTS.items()}
     verdict = build_verdict(summary, tests, keys, higher_is_better=higher,
                             labels={k: output_label(k) for k in keys},
-                            task=f"{cfg['task']} ({split} split)", n=n, alpha=alpha)
+                            task=f"{cfg['task']}, {split} split", n=n, alpha=alpha)
     seconds["stats"] = time.perf_counter() - t0
 
     # -- sanity check ----------------------------------------------------------------------
