@@ -88,7 +88,8 @@ def build_verdict(
     rankings: dict[str, list[dict[str, Any]]] = {}
     oriented = []
     for key in keys:
-        sign = 1.0 if higher_is_better.get(key.partition("@")[0], True) else -1.0
+        up = higher_is_better.get(key, higher_is_better.get(key.partition("@")[0], True))
+        sign = 1.0 if up else -1.0
         vals = np.asarray([summary[m][key]["mean"] for m in methods], dtype=np.float64)
         oriented.append(sign * vals)
         rank = rankdata(-sign * vals, method="min")
