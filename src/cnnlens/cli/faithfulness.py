@@ -60,8 +60,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (2000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the random maps and bootstrap")
     p.add_argument("--no-sanity", action="store_true", help="skip the model-randomization check")
-    p.add_argument("--sanity-samples", type=int, default=32,
-                   help="samples used by the sanity check (default: %(default)s)")
+    p.add_argument("--sanity-samples", type=int, default=None,
+                   help="samples used by the sanity check (default: 32 signals, 16 images)")
     p.add_argument("--sanity-seeds", type=int, default=3,
                    help="random draws of the sanity check; the verdict reads their interval "
                    "(default: %(default)s)")
