@@ -8,6 +8,7 @@ is the run-folder stage.
 
 from __future__ import annotations
 
+from cnnlens.faithfulness.imputation import impute
 from cnnlens.faithfulness.metrics import (
     METRICS,
     OUTPUTS,
@@ -20,7 +21,6 @@ from cnnlens.faithfulness.metrics import (
     random_maps,
     top_frac_mask,
 )
-from cnnlens.faithfulness.imputation import impute
 from cnnlens.faithfulness.road import road
 from cnnlens.faithfulness.sanity import cascading_randomization, sanity_check, spearman_rows
 from cnnlens.faithfulness.scoring import ImputedScores
