@@ -150,20 +150,21 @@ def _paragraph(methods: list[str], keys: list[str], rankings: dict[str, list[dic
              f"(random included); their agreement is {_strength(w)} (Kendall's W = {w:.2f}, "
              f"Friedman p = {p:.2g})." if np.isfinite(w) else
              f"{where}{size}, one metric output ranks {len(methods)} maps."]
+    headline = [k for k in (keys[0], "road_gap") if k in keys]
     for m in cands:
         r = vs_random.get(m)
         if r is None:
             continue
         better, worse = r.get("better", []), r.get("worse", [])
         diffs = []
-        for k in better:
+        for k in dict.fromkeys(headline):
             t = _find(tests, k, m, RANDOM)
             if t is not None:
                 diffs.append(f"{lab(k)} {t[1].get('mean_diff_scaled', t[1]['mean_diff']):+.3g}")
         s = f"{m} beats random beyond noise on {len(better)} of {len(keys)}"
-        s += f" ({'; '.join(diffs)})" if diffs else ""
         if worse:
             s += f" and is worse than random on {len(worse)} ({', '.join(map(lab, worse))})"
+        s += f" (difference to random: {'; '.join(diffs)})" if diffs else ""
         parts.append(s + ".")
     never_random = [m for m in cands if m in vs_random and not vs_random[m].get("better")]
     if never_random:
@@ -182,9 +183,12 @@ def _paragraph(methods: list[str], keys: list[str], rankings: dict[str, list[dic
                      "never beaten beyond noise on any metric; no method beats every other "
                      "on every metric.")
     else:
-        per = "; ".join(f"{lab(k)}: {rankings[k][0]['method']}" for k in keys)
-        parts.append(f"Verdict: no method is best on every metric beyond noise (best by "
-                     f"metric — {per}).")
+        tops: dict[str, list[str]] = {}
+        for k in keys:
+            tops.setdefault(rankings[k][0]["method"], []).append(lab(k))
+        per = "; ".join(f"{m} on {len(ks)} ({', '.join(ks)})" for m, ks in tops.items())
+        parts.append(f"Verdict: no method is best on every metric beyond noise; highest mean: "
+                     f"{per}.")
     if contradictions:
         c = contradictions[0]
         parts.append(f"The metrics contradict each other on {len(contradictions)} pair(s), "
