@@ -84,7 +84,7 @@ def _timing_lines(res: dict[str, Any]) -> list[str]:
         + (f"; sanity check {s['sanity']:.1f} s" if "sanity" in s else "") + ")",
         f"- machine: {res.get('bench_load', '?')}",
     ]
-    imp = s.get("imputation") or {}
+    imp = res.get("imputation") or {}
     if imp.get("solved") or imp.get("reused"):
         lines.append(f"- imputed inputs: {imp['solved']} solved and scored, {imp['reused']} "
                      "reused from another metric's identical removal")

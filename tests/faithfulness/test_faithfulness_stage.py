@@ -145,7 +145,7 @@ def test_road_baseline_and_projections(run_dir: Path) -> None:
                            percentages=[10, 50], sanity=False, figures=False, n_boot=50)
     assert "noisy linear imputation" in res["choices"]["drop_increase"]["masking"]
     # Table I at frac 0.9 removes what ROAD LeRF 10 % removes: solved once, scored once
-    assert res["seconds"]["imputation"]["reused"] >= 12
+    assert res["imputation"]["reused"] >= 12
     assert set(res["projected_seconds"]) == {"confidence", "deletion", "insertion"}
     assert all(v > 0 for v in res["projected_seconds"].values())
     assert res["request"]["percentages"] == [10.0, 50.0]

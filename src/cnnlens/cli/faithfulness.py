@@ -178,7 +178,7 @@ def print_timings(results: dict[str, Any]) -> None:
              f"maps {sum((sec.get('cams') or {}).values()):.1f}"]
     parts += [f"{k} {v:.1f}" for k, v in per_metric.items()]
     parts += [f"{k} {sec[k]:.1f}" for k in ("stats", "sanity") if k in sec]
-    imp = sec.get("imputation") or {}
+    imp = results.get("imputation") or {}
     extra = (f" (imputed inputs: {imp['solved']} solved, {imp['reused']} reused)"
              if imp.get("solved") or imp.get("reused") else "")
     print(f"time (s): {', '.join(parts)}; total {sec.get('total', 0.0):.1f}{extra}")

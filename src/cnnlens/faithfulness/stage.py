@@ -529,7 +529,6 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
             done += 1
             if progress:
                 progress("metrics", done, len(all_maps) * len(jobs))
-    seconds["imputation"] = {"solved": imputer.solved, "reused": imputer.reused}
 
     labels, predicted = shard.gather(labels), shard.gather(predicted)
     if ranks.active:  # rank 0 alone goes on; the sanity check takes the first samples
@@ -589,6 +588,8 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
         "methods": info, "summary": summary, "tests": tests, "per_class": by_class,
         "sanity": sanity_res, "seconds": seconds, "verdict": verdict,
         "projected_seconds": projected,
+        # imputed inputs solved and scored, and those another metric had already asked for
+        "imputation": {"solved": imputer.solved, "reused": imputer.reused},
         "kept_fraction": kept,  # mean fraction of positions the top-frac mask really kept
         "accuracy": float((predicted == labels).mean()),
         "choices": {
