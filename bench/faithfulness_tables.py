@@ -142,8 +142,13 @@ def _sanity_lines(res: dict[str, Any]) -> list[str]:
     for label, s in res.get("sanity", {}).items():
         corr = ", ".join(f"{n} {r:.2f}" for n, r in zip(s["layers"], s["spearman_mean"],
                                                          strict=True))
-        flag = " — **flagged**" if s["flagged"] else ""
-        out.append(f"- sanity `{label}` (Spearman vs trained maps, n={s['n']}): {corr}{flag}")
+        final = s.get("final") or {}
+        seeds = s.get("seeds", [])
+        per_seed = ", ".join(f"{row[-1]:.2f}" for row in s.get("per_seed", []))
+        out.append(f"- sanity `{label}` (Spearman vs trained maps, n={s['n']}, mean over "
+                   f"{len(seeds)} seeds): {corr}; final {final.get('mean', float('nan')):.2f} "
+                   f"[{final.get('low', float('nan')):.2f}, {final.get('high', float('nan')):.2f}]"
+                   f" (per seed: {per_seed}) — **{s.get('verdict', '?')}**")
     return out
 
 

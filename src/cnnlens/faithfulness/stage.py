@@ -307,11 +307,14 @@ def _projections(model: nn.Module, x: Tensor, n_maps: int, chosen: Sequence[str]
         from cnnlens.faithfulness.imputation import impute
         from cnnlens.faithfulness.road import removal_counts
 
-        ranks = torch.arange(int(np.prod(x.shape[2:]))).reshape(x.shape[2:])[None]
+        # a batch as the metrics would impute it: one 224 px tile, hundreds of short signals
+        k_probe = max(1, min(n, bs, 256))
+        ranks = torch.arange(int(np.prod(x.shape[2:]))).reshape(1, *x.shape[2:])
+        ranks = ranks.expand(k_probe, *x.shape[2:])
         t0 = time.perf_counter()
-        for k in removal_counts(ranks.numel(), opts.percentages):
-            impute(x[:1], ranks < k, noise=opts.noise)
-        solve = (time.perf_counter() - t0) / len(opts.percentages)  # per imputed input
+        for k in removal_counts(int(np.prod(x.shape[2:])), opts.percentages):
+            impute(x[:k_probe], ranks < k, noise=opts.noise)
+        solve = (time.perf_counter() - t0) / len(opts.percentages) / k_probe  # per input
     removal = per_forward + (solve if opts.baseline == "road" else 0.0)
     passes = {"drop_increase": float(n_fracs), "confidence": 1.0,
               "deletion": steps + 1.0, "insertion": steps + 1.0}
