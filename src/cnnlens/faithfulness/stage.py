@@ -291,15 +291,15 @@ def output_label(key: str) -> str:
     return f"{name}, frac {frac}" if frac else name
 
 
-def _projections(model: nn.Module, x: Tensor, n_maps: int, chosen: Sequence[str], steps: int,
-                 opts: FaithfulnessOptions, bs: int, seconds: dict[str, Any], *,
+def _projections(model: nn.Module, x: Tensor, n_maps: int, chosen: Sequence[str],
+                 steps: int, opts: FaithfulnessOptions, bs: int, seconds: dict[str, Any], *,
                  n_fracs: int) -> dict[str, float]:
     """Projected seconds of the metric families that were not run (printed as options).
 
     From the measured forward time (the unmasked scoring pass) and, for ROAD and imputed
     removal, one sample's imputations at every percentage timed here.
     """
-    n = int(x.shape[0])
+    n = int(x.shape[0])  # this process's share: under torchrun the ranks run side by side
     per_forward = seconds.get("forward", 0.0) / max(n, 1)
     solve = 0.0
     missing = [m for m in M.METRICS if m not in chosen]
@@ -523,9 +523,9 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
             if "kept" in res.values:
                 kept.setdefault(label, {})[f"{f:g}"] = float(
                     shard.gather(res.values["kept"]).mean())
-            if res.curves:
+            if res.curves:  # per-sample rows (scores, morf, lerf) gathered; the x axis not
                 curves.setdefault(fam, {})[label] = {
-                    **res.curves, "scores": shard.gather(res.curves["scores"])}
+                    k: v if k == "fraction" else shard.gather(v) for k, v in res.curves.items()}
             choice = {k: v for k, v in res.choices.items() if k != "frac"}
             choices[fam] = choice
             seconds["metrics"][label][M.output_key(fam, f)] = time.perf_counter() - t0
@@ -533,12 +533,15 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
             if progress:
                 progress("metrics", done, len(all_maps) * len(jobs))
 
+    projected = _projections(model, x, len(all_maps), metric_list, steps, opts, bs, seconds,
+                             n_fracs=len(frac_list))
+    k_sanity = min(sanity_samples or SANITY_SAMPLES[kind == "image"], n)
     labels, predicted = shard.gather(labels), shard.gather(predicted)
     if ranks.active:  # rank 0 alone goes on; the sanity check takes the first samples
         if not ranks.is_main:
             return {}
         pred_t = torch.from_numpy(predicted)
-        x = _stack(ds, np.arange(min(sanity_samples, n)))[0] if sanity else x[:0]
+        x = _stack(ds, np.arange(k_sanity))[0] if sanity else x[:0]
 
     # -- statistics ------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -564,7 +567,7 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
         from cnnlens.faithfulness.sanity import sanity_check
 
         t0 = time.perf_counter()
-        k = min(sanity_samples or SANITY_SAMPLES[kind == "image"], n)
+        k = k_sanity
         seeds = [seed + i for i in range(opts.sanity_seeds)]
         for j, spec in enumerate(specs):
             layer, score = info[spec.label]["layer"], info[spec.label]["score"]
@@ -581,8 +584,6 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
                 progress("sanity", j + 1, len(specs))
         seconds["sanity"] = time.perf_counter() - t0
 
-    projected = _projections(model, x, len(all_maps), metric_list, steps, opts, bs, seconds,
-                             n_fracs=len(frac_list))
     seconds["total"] = time.perf_counter() - t_start
     results: dict[str, Any] = {
         "request": opts.request(), "model_digest": run.model_digest(),
