@@ -20,17 +20,18 @@ def register(subparsers: Any) -> None:
         "sanity) and which method is best",
         description="Score CAM methods and a random-map baseline on a split of a trained run: "
         "the study's drop/increase rates, Average Drop / Increase in Confidence, deletion and "
-        "insertion AUC, ROAD (removal with noisy linear imputation), with 95%% bootstrap "
+        "insertion AUC, ROAD (removal with noisy linear imputation), with 95% bootstrap "
         "intervals, paired tests, a per-class breakdown and a verdict across metrics "
         "(rankings, Kendall's W, contradictions), plus the model-randomization sanity check "
         "over several seeds. Uses RUN_DIR/cams/ when it holds the maps; writes "
         "RUN_DIR/faithfulness/. Where the time goes: each metric costs forward passes per "
         "map (methods + random) and sample: drop_increase 1 per frac, confidence 1, "
         "deletion/insertion steps+1 each, road 2 per percentage plus a sparse solve per "
-        "imputed input (224 px tiles: 0.02 s at 10%% removed, ~0.7 s at 90%%; MNIST-1D: "
-        "microseconds). On 2 CPU cores the VGG-7 scores ~30-45 tiles/s, so for the 496 HMT "
-        "tiles the image defaults (drop_increase, confidence) take ~1 min each, the sanity "
-        "check ~15 s per seed; the output prints the projected time of every metric left out.",
+        "imputed input (224 px tiles: 0.02-0.07 s at 10% removed, 0.4-0.7 s at 90%; MNIST-1D: "
+        "microseconds). On 2 idle CPU cores the VGG-7 scores ~46 tiles/s, so for the 496 HMT "
+        "tiles each pass over 4 maps takes ~45 s: the image default (drop_increase) ~1 min "
+        "with the unmasked scores, the 3-seed sanity check ~20 s; the output prints the "
+        "projected time of every metric left out (ROAD on HMT: ~45 min).",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a trained cnnlens run folder")
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
@@ -41,8 +42,8 @@ def register(subparsers: Any) -> None:
                    "(default: 0.9 for hmt, 0.15 and 0.3 for mnist1d)")
     p.add_argument("--metrics", nargs="+", default=None, metavar="METRIC",
                    help=f"metrics to compute ({', '.join(METRICS)}; default: all for signals, "
-                   f"{' '.join(IMAGE_METRICS)} for images, where deletion/insertion take "
-                   "dozens of passes over every image)")
+                   f"{' '.join(IMAGE_METRICS)} for images; the output prints the projected "
+                   "time of the others)")
     p.add_argument("--split", default="test", help="train, val or test (default: test)")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="score only the first N samples")

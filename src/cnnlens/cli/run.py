@@ -52,7 +52,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "0.15 and 0.3 for mnist1d)")
     e.add_argument("--metrics", nargs="+", default=None, metavar="METRIC",
                    help=f"faithfulness metrics ({', '.join(METRICS)}; default: all for "
-                   "signals, drop_increase and confidence for images)")
+                   "signals, drop_increase for images; more cost time: see cnnlens faithfulness "
+                   "--help)")
     e.add_argument("--baseline", default="zero",
                    help="what removed positions become in the metrics: zero (the study), mean, a "
                    "number, or road (noisy linear imputation from the neighbours)")

@@ -39,11 +39,15 @@ from cnnlens.pipeline.folder import RunDir, load_checked_data
 DEFAULT_METHODS: tuple[str, ...] = ("gradcam", "gradcampp", "ablationcam")
 DEFAULT_METRICS: tuple[str, ...] = ("drop_increase", "confidence", "deletion", "insertion",
                                     "road")
-#: Image tasks get the metrics that fit a few minutes on a CPU: each is one forward pass per
-#: map and image (HMT, 496 tiles, 4 maps: ~1 min each on 2 cores). Deletion/insertion take
-#: 2 × (steps + 1) passes and ROAD 2 × percentages passes plus a sparse solve per pass
-#: (0.02–0.7 s per 224 px tile): the stage prints their projected time; ask with --metrics.
-IMAGE_METRICS: tuple[str, ...] = ("drop_increase", "confidence")
+#: Image tasks get what fits the pipeline's budget (``cnnlens run --task hmt`` end to end in
+#: about 4 min on 2 CPU cores, so ~1.5 min for this stage): every metric costs one forward
+#: pass per map (3 methods + random) and image per pass, and the VGG-7 scores ~46 tiles/s
+#: at 224 px on an idle 2-core CPU (bench/README.md), i.e. ~45 s per pass over the 496 HMT
+#: tiles. Table I (1 pass) + the unmasked scores + the 3-seed sanity check (~20 s) fill the
+#: budget; confidence (1 pass, ~45 s), deletion/insertion (steps + 1 passes each) and ROAD
+#: (2 × percentages passes plus a 0.07–0.36 s sparse solve per imputed tile, ~45 min for 3
+#: methods) are options whose projected time the stage prints.
+IMAGE_METRICS: tuple[str, ...] = ("drop_increase",)
 #: Samples of the sanity check (signals, images): each seed recomputes the maps of every
 #: method once per parameterised layer; 3 seeds × 16 tiles × 5 layers × 3 methods ≈ 20 s on
 #: the VGG-7 at 224 px (2 cores, idle), 3 × 32 signals on MNIST-1D well under a second.
