@@ -16,6 +16,9 @@ if [ "${1:-}" = "test" ]; then
     # pytorch-grad-cam's CAM classes never import torchvision; installing it without deps
     # avoids pulling a multi-GB CUDA torchvision (tests give it a stand-in module).
     pip install -q --no-deps "grad-cam==1.5.7"
+    # Quantus 0.6.0 requires opencv-python, whose cv2 would overwrite the headless one the
+    # test extras install; its metrics need only the extras' pandas, scikit-image, cachetools.
+    pip install -q --no-deps "quantus==0.6.0"
     bash scripts/install_browser.sh
 else
     pip install -q -e .

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
+import types
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import torch
 
-from support import SHARED_DATA, require_path
+from peers_shim import torchvision_standin
+from support import SHARED_DATA, require, require_path
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -35,3 +38,25 @@ def _threads() -> None:
 def shared_data() -> Path:
     """The read-only data folder beside the repo (skipped without it; a failure under CI)."""
     return require_path(SHARED_DATA)
+
+
+@pytest.fixture(scope="session")
+def pgc() -> Iterator[types.ModuleType]:
+    """The ``pytorch_grad_cam`` package, importable without torchvision.
+
+    pytorch-grad-cam imports torchvision in three utility modules only; its CAM classes and
+    metrics run with a stand-in ``torchvision`` (DESIGN §8) that exists in this process only.
+    """
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    added: list[str] = []
+    try:
+        import torchvision  # noqa: F401
+    except ImportError:
+        for name, mod in torchvision_standin().items():
+            sys.modules[name] = mod
+            added.append(name)
+    try:
+        yield require("pytorch_grad_cam")
+    finally:
+        for name in added:
+            sys.modules.pop(name, None)

@@ -34,8 +34,20 @@ def test_cli_prints_table_and_writes_results(
     assert rc == 0
     assert "| method | drop rate (%), frac 0.5 ↓ |" in out
     assert "| random |" in out and "| gradcampp |" in out
-    assert "sanity gradcam:" in out
+    assert "sanity gradcam:" in out and "over 3 seeds" in out
+    assert "Kendall's W" in out and "Verdict:" in out
+    assert "time (s):" in out and "not run: road, projected" in out
     assert (RunDir(run_dir).faithfulness_dir / "results.json").is_file()
+
+
+def test_cli_road_options(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc = main(["faithfulness", str(run_dir), "--methods", "gradcam", "--metrics", "road",
+               "--percentages", "20", "60", "--noise", "0", "--baseline", "road", "--limit", "8",
+               "--n-boot", "50", "--no-sanity", "--no-figures", "--device", "cpu"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "ROAD LeRF − MoRF" in out
+    rc = main(["faithfulness", str(run_dir), "--percentages", "100", "--limit", "5"])
+    assert rc == 2 and "percentages" in capsys.readouterr().err
 
 
 def test_cli_bad_frac_is_one_line_and_keeps_old_results(

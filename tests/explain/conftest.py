@@ -1,42 +1,12 @@
-"""Fixtures for the CAM tests: reference libraries and a non-degenerate trained VGG-7.
-
-pytorch-grad-cam imports torchvision in three utility modules only; its CAM classes run
-with a stand-in ``torchvision`` (DESIGN §8) that exists in this test process only.
-"""
+"""Fixtures for the CAM tests: a non-degenerate trained VGG-7 (``pgc`` is in tests/conftest.py)."""
 
 from __future__ import annotations
-
-import os
-import sys
-import types
-from collections.abc import Iterator
 
 import pytest
 import torch
 from torch import nn
 
 from cnnlens.models import build_model
-from peers_shim import torchvision_standin
-from support import require
-
-
-@pytest.fixture(scope="session")
-def pgc() -> Iterator[types.ModuleType]:
-    """The ``pytorch_grad_cam`` package, importable without torchvision."""
-    os.environ.setdefault("TQDM_DISABLE", "1")
-    added: list[str] = []
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        for name, mod in torchvision_standin().items():
-            sys.modules[name] = mod
-            added.append(name)
-    try:
-        pytorch_grad_cam = require("pytorch_grad_cam")
-        yield pytorch_grad_cam
-    finally:
-        for name in added:
-            sys.modules.pop(name, None)
 
 
 def _structured_images(

@@ -17,7 +17,7 @@ from cnnlens.models import build_model
 from cnnlens.pipeline.checkpoint import save_checkpoint
 from cnnlens.pipeline.folder import RunDir
 
-FAST = {"n_boot": 100, "sanity_samples": 6, "steps": 4}
+FAST = {"n_boot": 100, "sanity_samples": 6, "steps": 4, "sanity_seeds": 2}
 
 
 @pytest.fixture()
@@ -51,17 +51,25 @@ def test_stage_writes_every_output(run_dir: Path) -> None:
     assert saved["n"] == 30 and saved["fracs"] == [0.15, 0.3]  # the task's study fracs
     assert list(saved["summary"]) == ["gradcam", "ablationcam", "random"]
     assert saved["metric_keys"] == ["drop@0.15", "increase@0.15", "drop@0.3", "increase@0.3",
-                                    "avg_drop", "inc_conf", "deletion_auc", "insertion_auc"]
+                                    "avg_drop", "inc_conf", "deletion_auc", "insertion_auc",
+                                    "road_morf", "road_lerf", "road_gap"]
     for fam in ("drop_increase", "confidence", "deletion", "insertion"):
         assert "softmax probability" in saved["choices"][fam]["score"]
     assert saved["choices"]["deletion"]["baseline"] == "zero"
     s = saved["summary"]["gradcam"]["drop@0.15"]
     assert s["low"] <= s["mean"] <= s["high"] and s["n"] == 30
-    # 8 metrics x (2 vs random + 1 between methods)
-    assert len(saved["tests"]) == 24 and {"p_value", "p_value_holm", "verdict"} <= set(
+    # 11 outputs x (2 vs random + 1 between methods)
+    assert len(saved["tests"]) == 33 and {"p_value", "p_value_holm", "verdict"} <= set(
         saved["tests"][0])
     assert set(saved["sanity"]) == {"gradcam", "ablationcam"}
     assert saved["sanity"]["gradcam"]["layers"][0] == "dense"
+    assert saved["sanity"]["gradcam"]["seeds"] == [0, 1]
+    assert saved["sanity"]["gradcam"]["verdict"] in ("flagged", "passes", "inconclusive")
+    v = saved["verdict"]
+    assert v["metrics"] == saved["metric_keys"] and "Kendall's W" in v["text"]
+    assert [r["method"] for r in v["rankings"]["road_gap"]].count("random") == 1
+    assert "noisy linear imputation" in saved["choices"]["road"]["imputation"]
+    assert saved["projected_seconds"] == {}  # every metric family ran
     assert saved["methods"]["gradcam"]["layer"] == "conv1d_2"
     assert saved["methods"]["gradcam"]["source"] == "computed"
     rows = list(csv.DictReader((out / "results.csv").open()))
@@ -129,3 +137,19 @@ def test_random_baseline_grid_is_stated(run_dir: Path) -> None:
     assert res["methods"]["random"]["cells"] == [5]
     assert "5 grid" in res["choices"]["random_baseline"]
     assert 0.0 <= res["kept_fraction"]["random"]["0.5"] <= 0.5
+
+
+def test_road_baseline_and_projections(run_dir: Path) -> None:
+    res = run_faithfulness(run_dir, methods=["gradcam"], fracs=[0.9], limit=12,
+                           metrics=["drop_increase", "road"], baseline="road",
+                           percentages=[10, 50], sanity=False, figures=False, n_boot=50)
+    assert "noisy linear imputation" in res["choices"]["drop_increase"]["masking"]
+    # Table I at frac 0.9 removes what ROAD LeRF 10 % removes: solved once, scored once
+    assert res["imputation"]["reused"] >= 12
+    assert set(res["projected_seconds"]) == {"confidence", "deletion", "insertion"}
+    assert all(v > 0 for v in res["projected_seconds"].values())
+    assert res["request"]["percentages"] == [10.0, 50.0]
+    with pytest.raises(CnnlensError, match="percentages"):
+        run_faithfulness(run_dir, percentages=[0], limit=5, sanity=False)
+    with pytest.raises(CnnlensError, match="sanity-draw"):
+        run_faithfulness(run_dir, sanity_draw="uniform", limit=5)

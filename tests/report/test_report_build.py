@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from markupsafe import escape
 from PIL import Image
 
 from cnnlens.errors import CnnlensError
@@ -85,6 +86,9 @@ def test_report_shows_each_stage(run_copy: Path) -> None:
     assert "random (baseline)" in faith and "drop rate (%), frac 0.15 ↓" in faith
     assert "softmax probability of the target class" in faith  # stated choices
     assert "Sanity check" in faith
+    assert "Verdict across metrics" in faith and "Kendall&#39;s W" in faith
+    assert str(escape(r["verdict"]["text"])) in faith  # the generated paragraph, escaped
+    assert "ROAD LeRF − MoRF" in faith
     train = _section(html, "training")
     assert "1 epoch(s) run" in train
     assert "torch version" in _section(html, "run")

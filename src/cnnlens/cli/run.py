@@ -52,9 +52,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    "0.15 and 0.3 for mnist1d)")
     e.add_argument("--metrics", nargs="+", default=None, metavar="METRIC",
                    help=f"faithfulness metrics ({', '.join(METRICS)}; default: all for "
-                   "signals, drop_increase and confidence for images)")
+                   "signals, drop_increase for images; more cost time: see cnnlens faithfulness "
+                   "--help)")
     e.add_argument("--baseline", default="zero",
-                   help="value removed positions take in the metrics (zero, mean or a number)")
+                   help="what removed positions become in the metrics: zero (the study), mean, a "
+                   "number, or road (noisy linear imputation from the neighbours)")
     e.add_argument("--faithfulness-seed", type=int, default=0,
                    help="seed of the random baseline maps and the bootstrap (0)")
     e.add_argument("--no-sanity", action="store_true",

@@ -16,10 +16,8 @@ Aggregation (means, intervals, tests) lives in :mod:`cnnlens.faithfulness.stats`
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -28,19 +26,27 @@ from torch import Tensor, nn
 
 from cnnlens.errors import CnnlensError
 from cnnlens.explain.methods import normalize_maps as _engine_normalize
-
-SCORE = "softmax probability of the target class"
-BATCH_ELEMENTS = 2**22  # input elements per scoring batch when batch_size is None (16 MB)
-
-
-@dataclass
-class MetricResult:
-    """Per-sample values of one metric plus the choices that define it."""
-
-    metric: str
-    values: dict[str, np.ndarray]  # headline outputs and raw scores, each shape (N,)
-    choices: dict[str, Any]
-    curves: dict[str, np.ndarray] = field(default_factory=dict)
+from cnnlens.faithfulness.road import road
+from cnnlens.faithfulness.scoring import (
+    BASELINES,
+    SCORE,
+    ImputedScores,
+    MetricResult,
+    auto_batch,
+    baseline_choice,
+    check_baseline,
+    check_frac,
+    check_maps,
+    check_steps,
+    check_targets,
+    device_of,
+    drop_rate,
+    masked_probs,
+    original_scores,
+    rank_positions,
+    removal_probs,
+    target_probs,
+)
 
 
 @dataclass(frozen=True)
@@ -60,146 +66,10 @@ OUTPUTS: dict[str, OutputSpec] = {
     "inc_conf": OutputSpec("increase in confidence (%)", 100.0, True, True),
     "deletion_auc": OutputSpec("deletion AUC", 1.0, False, False),
     "insertion_auc": OutputSpec("insertion AUC", 1.0, False, True),
+    "road_morf": OutputSpec("ROAD MoRF (mean prob.)", 1.0, False, False),
+    "road_lerf": OutputSpec("ROAD LeRF (mean prob.)", 1.0, False, True),
+    "road_gap": OutputSpec("ROAD LeRF − MoRF", 1.0, False, True),
 }
-
-
-# -- validation ------------------------------------------------------------------------------
-def check_frac(frac: float) -> float:
-    """``frac`` is the kept fraction of positions: (0, 1]."""
-    if isinstance(frac, bool) or not isinstance(frac, int | float) or not 0.0 < frac <= 1.0:
-        raise CnnlensError(f"frac={frac!r} is invalid; accepted: a number in (0, 1]")
-    return float(frac)
-
-
-def check_steps(steps: int, positions: int) -> int:
-    """Deletion/insertion steps: an integer from 1 to the number of positions."""
-    if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= positions:
-        raise CnnlensError(
-            f"steps={steps!r} is invalid; accepted: an integer from 1 to {positions} "
-            "(the number of input positions)"
-        )
-    return steps
-
-
-def check_maps(x: Tensor, maps: Tensor) -> Tensor:
-    """Maps must be ``(N, *spatial)`` for inputs ``(N, C, *spatial)``; returns float maps."""
-    if x.dim() < 3:
-        raise CnnlensError(
-            f"inputs of shape {tuple(x.shape)} are invalid; accepted: (N, C, *spatial)"
-        )
-    want = (x.shape[0], *x.shape[2:])
-    if tuple(maps.shape) != want:
-        raise CnnlensError(
-            f"maps of shape {tuple(maps.shape)} do not match inputs {tuple(x.shape)}; "
-            f"accepted: {want} (one map per sample at input resolution)"
-        )
-    maps = maps.detach()
-    if not maps.is_floating_point():
-        maps = maps.float()  # float64 stays float64: downcasting could create ties
-    if not torch.isfinite(maps).all():
-        raise CnnlensError("maps contain NaN or infinite values; accepted: finite values")
-    return maps
-
-
-def check_targets(targets: Tensor | Sequence[int] | None, n: int) -> Tensor | None:
-    if targets is None:
-        return None
-    t = torch.as_tensor(targets, dtype=torch.long).reshape(-1)
-    if t.numel() != n:
-        raise CnnlensError(
-            f"targets has {t.numel()} entries for {n} samples; accepted: one per sample"
-        )
-    return t
-
-
-# -- model scoring ---------------------------------------------------------------------------
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Score in eval mode and restore every module's train flag afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
-def auto_batch(x: Tensor) -> int:
-    """Samples per batch so one batch holds about ``BATCH_ELEMENTS`` input values.
-
-    Tiny 1-D signals go through in one batch; 224 px images in batches of ~27.
-    """
-    per = max(1, int(np.prod(x.shape[1:])))
-    return max(1, min(int(x.shape[0]) or 1, BATCH_ELEMENTS // per))
-
-
-def _device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-def target_probs(
-    model: nn.Module, x: Tensor, targets: Tensor | None = None, *, batch_size: int | None = None
-) -> tuple[Tensor, Tensor]:
-    """Softmax probability of the target class per sample (targets default to the argmax)."""
-    dev = _device(model)
-    bs = batch_size or auto_batch(x)
-    probs, tgts = [], []
-    with eval_mode(model), torch.no_grad():
-        for i in range(0, x.shape[0], bs):
-            p = F.softmax(model(x[i : i + bs].to(dev)).float(), dim=1)
-            t = p.argmax(1) if targets is None else targets[i : i + bs].to(dev)
-            if int(t.max()) >= p.shape[1] or int(t.min()) < 0:
-                raise CnnlensError(f"targets must be class indices in [0, {p.shape[1] - 1}]")
-            probs.append(p.gather(1, t[:, None])[:, 0].cpu())
-            tgts.append(t.cpu())
-    return torch.cat(probs), torch.cat(tgts)
-
-
-def _original(
-    model: nn.Module,
-    x: Tensor,
-    targets: Tensor | Sequence[int] | None,
-    base_scores: Tensor | Sequence[float] | None,
-    batch_size: int | None,
-) -> tuple[Tensor, Tensor]:
-    """``(Y, targets)``: scored here, or taken from ``base_scores`` to save a forward pass."""
-    t = check_targets(targets, x.shape[0])
-    if base_scores is None:
-        return target_probs(model, x, t, batch_size=batch_size)
-    if t is None:
-        raise CnnlensError("base_scores needs targets: give the classes the scores belong to")
-    y = torch.as_tensor(base_scores, dtype=torch.float32).reshape(-1).cpu()
-    if y.numel() != x.shape[0]:
-        raise CnnlensError(
-            f"base_scores has {y.numel()} entries for {x.shape[0]} samples; "
-            "accepted: one per sample"
-        )
-    return y, t
-
-
-def _drop(y: Tensor, o: Tensor) -> Tensor:
-    """``max(0, (Y - O) / Y)``, defined as 0 where ``Y == 0``."""
-    safe = torch.where(y > 0, y, torch.ones_like(y))
-    return torch.where(y > 0, torch.clamp((y - o) / safe, min=0.0), torch.zeros_like(y))
-
-
-def _masked_probs(
-    model: nn.Module,
-    x: Tensor,
-    targets: Tensor,
-    make: Callable[[Tensor, slice], Tensor],
-    batch_size: int | None,
-) -> Tensor:
-    """Score ``make(x_batch, batch_slice)`` per batch, so masked copies never all sit in memory."""
-    bs = batch_size or auto_batch(x)
-    out = []
-    for i in range(0, x.shape[0], bs):
-        sl = slice(i, i + bs)
-        p, _ = target_probs(model, make(x[sl], sl), targets[sl], batch_size=bs)
-        out.append(p)
-    return torch.cat(out)
 
 
 # -- the study's drop / increase rate ------------------------------------------------------
@@ -229,28 +99,34 @@ def drop_increase(
     targets: Tensor | Sequence[int] | None = None,
     base_scores: Tensor | Sequence[float] | None = None,
     batch_size: int | None = None,
+    baseline: str | float = "zero",
+    imputer: ImputedScores | None = None,
 ) -> MetricResult:
-    """The study's Table I metric (DESIGN §6): keep the top-``frac`` positions, zero the rest.
+    """The study's Table I metric (DESIGN §6): keep the top-``frac`` positions, remove the rest.
 
     ``drop = max(0, (Y − O) / Y)`` and ``increase = 1[O > Y]`` per sample, where ``Y`` is the
-    target probability on ``x`` and ``O`` on ``x · mask``. ``base_scores`` (``Y`` for the
-    given ``targets``, e.g. from an earlier metric) saves one forward pass.
+    target probability on ``x`` and ``O`` on ``x`` with the other positions removed: set to
+    zero as in the study (``x · mask``), or to another ``baseline``; ``road`` imputes them
+    from their neighbours (through ``imputer``, which memoises), which separates "the model
+    needs these pixels" from "a blob of zeros is out of distribution". ``base_scores``
+    (``Y`` for the given ``targets``, e.g. from an earlier metric) saves one forward pass.
     """
     frac = check_frac(frac)
     maps = check_maps(x, maps)
-    y, t = _original(model, x, targets, base_scores, batch_size)
-
-    def make(xb: Tensor, sl: slice) -> Tensor:
-        return xb * top_frac_mask(maps[sl], frac).unsqueeze(1).to(xb.dtype)
-
-    o = _masked_probs(model, x, t, make, batch_size)
+    baseline = check_baseline(baseline)
+    y, t = original_scores(model, x, targets, base_scores, batch_size)
+    o = removal_probs(model, x, t, lambda sl: ~top_frac_mask(maps[sl], frac),
+                      baseline=baseline, batch_size=batch_size, imputer=imputer)
     # ties at thr keep fewer than frac of the positions (a ReLU'd map is often 0 on a
     # large area): the fraction actually kept is part of the result
     kept = top_frac_mask(maps, frac).reshape(maps.shape[0], -1).double().mean(dim=1)
+    masking = ("x * mask in raw input space, broadcast over channels (removed = 0)"
+               if baseline == "zero" else "raw input space, broadcast over channels; removed "
+               f"positions: {baseline_choice(baseline, imputer)}")
     return MetricResult(
         metric="drop_increase",
         values={
-            "drop": _drop(y, o).numpy(),
+            "drop": drop_rate(y, o).numpy(),
             "increase": (o > y).float().numpy(),
             "score": y.numpy(),
             "masked_score": o.numpy(),
@@ -262,7 +138,7 @@ def drop_increase(
             "mask": f"hard: keep L > thr, thr = the int(P*frac)-th largest of L (0-based), "
             f"strict; frac = {frac:g}; frac = 1 keeps every position",
             "frac": frac,
-            "masking": "x * mask in raw input space, broadcast over channels (removed = 0)",
+            "masking": masking,
             "drop": "max(0, (Y - O) / Y), 0 where Y = 0",
             "increase": "1[O > Y]",
         },
@@ -291,16 +167,16 @@ def average_drop_increase(
             "soft mask; accepted: values in [0, 1] (normalise per sample first)"
         )
     maps = maps.clamp(0.0, 1.0)
-    y, t = _original(model, x, targets, base_scores, batch_size)
+    y, t = original_scores(model, x, targets, base_scores, batch_size)
 
     def make(xb: Tensor, sl: slice) -> Tensor:
         return xb * maps[sl].unsqueeze(1).to(xb.dtype)
 
-    o = _masked_probs(model, x, t, make, batch_size)
+    o = masked_probs(model, x, t, make, batch_size)
     return MetricResult(
         metric="confidence",
         values={
-            "avg_drop": _drop(y, o).numpy(),
+            "avg_drop": drop_rate(y, o).numpy(),
             "inc_conf": (o > y).float().numpy(),
             "score": y.numpy(),
             "masked_score": o.numpy(),
@@ -317,29 +193,6 @@ def average_drop_increase(
 
 
 # -- deletion / insertion ------------------------------------------------------------------
-BASELINES = ("zero", "mean")
-
-
-def _baseline(x: Tensor, baseline: str | float) -> Tensor:
-    if isinstance(baseline, int | float) and not isinstance(baseline, bool):
-        return torch.full_like(x, float(baseline))
-    if baseline == "zero":
-        return torch.zeros_like(x)
-    if baseline == "mean":
-        dims = tuple(range(2, x.dim()))
-        return x.mean(dim=dims, keepdim=True).expand_as(x)
-    raise CnnlensError(f"baseline={baseline!r} is invalid; accepted: zero, mean or a number")
-
-
-def _rank(maps: Tensor) -> Tensor:
-    """Rank of every position in descending map order (ties: lower index first)."""
-    flat = maps.reshape(maps.shape[0], -1)
-    order = torch.argsort(-flat, dim=1, stable=True)
-    ranks = torch.empty_like(order)
-    ranks.scatter_(1, order, torch.arange(flat.shape[1]).expand_as(order).contiguous())
-    return ranks.reshape(maps.shape)
-
-
 def _curve(
     model: nn.Module,
     x: Tensor,
@@ -350,25 +203,24 @@ def _curve(
     baseline: str | float,
     targets: Tensor | Sequence[int] | None,
     batch_size: int | None,
+    imputer: ImputedScores | None = None,
 ) -> MetricResult:
     maps = check_maps(x, maps)
     positions = int(np.prod(maps.shape[1:]))
     steps = check_steps(steps, positions)
-    _baseline(x[:1], baseline)  # validate early
+    baseline = check_baseline(baseline)
     _, t = target_probs(model, x, check_targets(targets, x.shape[0]), batch_size=batch_size)
     counts = [round(i * positions / steps) for i in range(steps + 1)]
-    ranks = _rank(maps)
+    ranks = rank_positions(maps)
     scores = torch.empty(x.shape[0], steps + 1)
     for j, n in enumerate(counts):
 
-        def make(xb: Tensor, sl: slice, n: int = n) -> Tensor:
-            first = (ranks[sl] < n).unsqueeze(1)  # the n most salient positions
-            base = _baseline(xb, baseline)
-            if mode == "deletion":
-                return torch.where(first, base, xb)
-            return torch.where(first, xb, base)
+        def removed(sl: slice, n: int = n) -> Tensor:
+            first = ranks[sl] < n  # the n most salient positions
+            return first if mode == "deletion" else ~first
 
-        scores[:, j] = _masked_probs(model, x, t, make, batch_size)
+        scores[:, j] = removal_probs(model, x, t, removed, baseline=baseline,
+                                     batch_size=batch_size, imputer=imputer)
     frac_axis = np.asarray(counts, dtype=np.float64) / positions
     s = scores.numpy().astype(np.float64)
     auc = np.asarray(np.trapezoid(s, frac_axis, axis=1), dtype=np.float64)
@@ -382,7 +234,7 @@ def _curve(
             "order": "positions in descending map order (ties: lower index first)",
             "curve": f"{steps} equal chunks; at step i the first round(i*P/{steps}) positions "
             f"are {verb}",
-            "baseline": baseline if isinstance(baseline, str) else float(baseline),
+            "baseline": baseline_choice(baseline, imputer),
             "masking": "raw input space, broadcast over channels",
             "auc": "trapezoid over the removed/inserted fraction in [0, 1]",
         },
@@ -399,10 +251,11 @@ def deletion(
     baseline: str | float = "zero",
     targets: Tensor | Sequence[int] | None = None,
     batch_size: int | None = None,
+    imputer: ImputedScores | None = None,
 ) -> MetricResult:
     """Deletion curve (RISE): remove the most salient positions first; lower AUC is better."""
     return _curve(model, x, maps, mode="deletion", steps=steps, baseline=baseline,
-                  targets=targets, batch_size=batch_size)
+                  targets=targets, batch_size=batch_size, imputer=imputer)
 
 
 def insertion(
@@ -414,10 +267,15 @@ def insertion(
     baseline: str | float = "zero",
     targets: Tensor | Sequence[int] | None = None,
     batch_size: int | None = None,
+    imputer: ImputedScores | None = None,
 ) -> MetricResult:
-    """Insertion curve (RISE): restore the most salient positions first; higher AUC is better."""
+    """Insertion curve (RISE): restore the most salient positions first; higher AUC is better.
+
+    With the ``road`` baseline the positions not yet inserted are imputed; at step 0 nothing
+    is known and each channel is filled with its mean (plus noise).
+    """
     return _curve(model, x, maps, mode="insertion", steps=steps, baseline=baseline,
-                  targets=targets, batch_size=batch_size)
+                  targets=targets, batch_size=batch_size, imputer=imputer)
 
 
 # -- maps ------------------------------------------------------------------------------------
@@ -468,6 +326,8 @@ METRICS: dict[str, MetricSpec] = {
                              "Average Drop / Increase in Confidence (soft mask, Grad-CAM++)"),
     "deletion": MetricSpec(deletion, ("deletion_auc",), False, "deletion curve AUC (RISE)"),
     "insertion": MetricSpec(insertion, ("insertion_auc",), False, "insertion curve AUC (RISE)"),
+    "road": MetricSpec(road, ("road_morf", "road_lerf", "road_gap"), False,
+                       "ROAD: most/least relevant first removal with noisy linear imputation"),
 }
 
 
@@ -480,20 +340,24 @@ __all__ = [
     "BASELINES",
     "METRICS",
     "OUTPUTS",
+    "ImputedScores",
     "MetricResult",
     "MetricSpec",
     "OutputSpec",
     "auto_batch",
     "average_drop_increase",
+    "check_baseline",
     "check_frac",
     "check_maps",
     "check_steps",
     "deletion",
+    "device_of",
     "drop_increase",
     "insertion",
     "normalize_maps",
     "output_key",
     "random_maps",
+    "road",
     "target_probs",
     "top_frac_mask",
 ]

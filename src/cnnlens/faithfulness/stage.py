@@ -29,14 +29,29 @@ from cnnlens.explain import explain_methods
 from cnnlens.explain.stage import load_cams, plan_cams, resolve_methods
 from cnnlens.faithfulness import metrics as M
 from cnnlens.faithfulness import stats as S
+from cnnlens.faithfulness.imputation import NOISE, check_noise
+from cnnlens.faithfulness.road import PERCENTAGES, check_percentages
+from cnnlens.faithfulness.sanity import CONSTANT, DRAWS
+from cnnlens.faithfulness.verdict import build_verdict
 from cnnlens.fileio import atomic_write, read_json, write_json, write_npz
 from cnnlens.pipeline.folder import RunDir, load_checked_data
 
 DEFAULT_METHODS: tuple[str, ...] = ("gradcam", "gradcampp", "ablationcam")
-DEFAULT_METRICS: tuple[str, ...] = ("drop_increase", "confidence", "deletion", "insertion")
-#: Image tasks leave out deletion/insertion by default: dozens of passes over every image
-#: (over an hour for the 496 HMT tiles on a 2-core CPU); ask for them with --metrics.
-IMAGE_METRICS: tuple[str, ...] = ("drop_increase", "confidence")
+DEFAULT_METRICS: tuple[str, ...] = ("drop_increase", "confidence", "deletion", "insertion",
+                                    "road")
+#: Image tasks get what fits the pipeline's budget (``cnnlens run --task hmt`` end to end in
+#: about 4 min on 2 CPU cores, so ~1.5 min for this stage): every metric costs one forward
+#: pass per map (3 methods + random) and image per pass, and the VGG-7 scores ~46 tiles/s
+#: at 224 px on an idle 2-core CPU (bench/README.md), i.e. ~45 s per pass over the 496 HMT
+#: tiles. Table I (1 pass) + the unmasked scores + the 3-seed sanity check (~20 s) fill the
+#: budget; confidence (1 pass, ~45 s), deletion/insertion (steps + 1 passes each) and ROAD
+#: (2 × percentages passes plus a 0.07–0.36 s sparse solve per imputed tile, ~45 min for 3
+#: methods) are options whose projected time the stage prints.
+IMAGE_METRICS: tuple[str, ...] = ("drop_increase",)
+#: Samples of the sanity check (signals, images): each seed recomputes the maps of every
+#: method once per parameterised layer; 3 seeds × 16 tiles × 5 layers × 3 methods ≈ 20 s on
+#: the VGG-7 at 224 px (2 cores, idle), 3 × 32 signals on MNIST-1D well under a second.
+SANITY_SAMPLES: tuple[int, int] = (32, 16)
 DEFAULT_FRACS: dict[str, tuple[float, ...]] = {"hmt": (0.9,), "mnist1d": (0.15, 0.3)}
 SCORES = ("logit", "prob")
 RANDOM = "random"
@@ -83,6 +98,7 @@ def _check_options(fracs: Sequence[float], metrics: Sequence[str], limit: int | 
         raise CnnlensError(f"--steps={steps!r} is invalid; accepted: an integer >= 1")
     if isinstance(baseline, str) and baseline not in M.BASELINES:
         raise unknown_choice("baseline (--baseline)", baseline, M.BASELINES)
+    M.check_baseline(baseline)
     if batch_size is not None and batch_size < 1:
         raise CnnlensError(f"--batch-size must be at least 1, got {batch_size}")
 
@@ -108,11 +124,16 @@ class FaithfulnessOptions:
     limit: int | None = None
     steps: int = 20
     baseline: str | float = "zero"
+    percentages: tuple[float, ...] = PERCENTAGES
+    noise: float = NOISE
     n_boot: int = 2000
     alpha: float = 0.05
     seed: int = 0
     sanity: bool = True
-    sanity_samples: int = 32
+    sanity_samples: int | None = None
+    sanity_seeds: int = 3
+    sanity_draw: str = "normal"
+    sanity_constant: str = "zero"
     random_cells: tuple[int, ...] | None = None
     use_saved: bool = True
     figures: bool = True
@@ -127,8 +148,18 @@ class FaithfulnessOptions:
                        self.baseline, self.batch_size)
         if isinstance(self.n_boot, bool) or self.n_boot < 1:
             raise CnnlensError(f"--n-boot must be at least 1, got {self.n_boot}")
-        if isinstance(self.sanity_samples, bool) or self.sanity_samples < 1:
+        if self.sanity_samples is not None and (isinstance(self.sanity_samples, bool)
+                                                or self.sanity_samples < 1):
             raise CnnlensError(f"--sanity-samples must be at least 1, got {self.sanity_samples}")
+        if isinstance(self.sanity_seeds, bool) or self.sanity_seeds < 1:
+            raise CnnlensError(f"--sanity-seeds must be at least 1, got {self.sanity_seeds}")
+        if self.sanity_draw not in DRAWS:
+            raise unknown_choice("randomization draw (--sanity-draw)", self.sanity_draw, DRAWS)
+        if self.sanity_constant not in CONSTANT:
+            raise unknown_choice("constant-map score (--sanity-constant)",
+                                 self.sanity_constant, CONSTANT)
+        check_percentages(self.percentages)
+        check_noise(self.noise)
         if not 0.0 < self.alpha < 1.0:
             raise CnnlensError(f"alpha={self.alpha!r} is invalid; accepted: a number in (0, 1)")
         if self.split not in ("train", "val", "test"):
@@ -139,7 +170,7 @@ class FaithfulnessOptions:
         out = asdict(self)
         for key in ("figures", "batch_size", "use_saved"):
             out.pop(key)
-        for key in ("methods", "fracs", "metrics", "random_cells"):
+        for key in ("methods", "fracs", "metrics", "random_cells", "percentages"):
             if out[key] is not None:
                 out[key] = list(out[key])
         return out
@@ -219,7 +250,7 @@ def _saved_maps(run: RunDir, spec: MethodSpec, layer: str, score: str, split: st
 def _compute_maps(model: nn.Module, x: Tensor, targets: Tensor, *, method: str, layer: str,
                   score: str, batch_size: int, progress: Callable[[int], None] | None = None
                   ) -> tuple[Tensor, tuple[int, ...]]:
-    dev = M._device(model)
+    dev = M.device_of(model)
     maps: list[Tensor] = []
     cells: tuple[int, ...] = ()
     for i in range(0, x.shape[0], batch_size):
@@ -233,7 +264,7 @@ def _compute_maps(model: nn.Module, x: Tensor, targets: Tensor, *, method: str, 
     return torch.cat(maps), cells
 
 
-def _tests(per_sample: dict[str, dict[str, np.ndarray]], keys: list[str], alpha: float
+def pairwise_tests(per_sample: dict[str, dict[str, np.ndarray]], keys: list[str], alpha: float
            ) -> list[dict[str, Any]]:
     """Paired tests: each method vs random and every pair of methods, Holm per metric."""
     labels = list(per_sample)
@@ -253,6 +284,51 @@ def _tests(per_sample: dict[str, dict[str, np.ndarray]], keys: list[str], alpha:
             t["p_value_holm"] = p
             t["verdict"] = S.verdict(t, alpha=alpha)
         out.extend(group)
+    return out
+
+
+def output_label(key: str) -> str:
+    """``drop@0.9`` -> ``drop rate (%), frac 0.9``."""
+    base, _, frac = key.partition("@")
+    spec = M.OUTPUTS.get(base)
+    name = spec.label if spec else base
+    return f"{name}, frac {frac}" if frac else name
+
+
+def _projections(model: nn.Module, x: Tensor, n_maps: int, chosen: Sequence[str],
+                 steps: int, opts: FaithfulnessOptions, bs: int, seconds: dict[str, Any], *,
+                 n_fracs: int) -> dict[str, float]:
+    """Projected seconds of the metric families that were not run (printed as options).
+
+    From the measured forward time (the unmasked scoring pass) and, for ROAD and imputed
+    removal, one sample's imputations at every percentage timed here.
+    """
+    n = int(x.shape[0])  # this process's share: under torchrun the ranks run side by side
+    per_forward = seconds.get("forward", 0.0) / max(n, 1)
+    solve = 0.0
+    missing = [m for m in M.METRICS if m not in chosen]
+    if "road" in missing or opts.baseline == "road":
+        from cnnlens.faithfulness.imputation import impute
+        from cnnlens.faithfulness.road import removal_counts
+
+        # a batch as the metrics would impute it: one 224 px tile, hundreds of short signals
+        k_probe = max(1, min(n, bs, 256))
+        ranks = torch.arange(int(np.prod(x.shape[2:]))).reshape(1, *x.shape[2:])
+        ranks = ranks.expand(k_probe, *x.shape[2:])
+        t0 = time.perf_counter()
+        for k in removal_counts(int(np.prod(x.shape[2:])), opts.percentages):
+            impute(x[:k_probe], ranks < k, noise=opts.noise)
+        solve = (time.perf_counter() - t0) / len(opts.percentages) / k_probe  # per input
+    removal = per_forward + (solve if opts.baseline == "road" else 0.0)
+    passes = {"drop_increase": float(n_fracs), "confidence": 1.0,
+              "deletion": steps + 1.0, "insertion": steps + 1.0}
+    out: dict[str, float] = {}
+    for m in missing:
+        if m == "road":
+            out[m] = n * n_maps * 2 * len(opts.percentages) * (per_forward + solve)
+        else:
+            cost = per_forward if m == "confidence" else removal
+            out[m] = n * n_maps * passes[m] * cost
     return out
 
 
@@ -283,11 +359,16 @@ def run_faithfulness(
     batch_size: int | None = None,
     steps: int = 20,
     baseline: str | float = "zero",
+    percentages: Sequence[float] = PERCENTAGES,
+    noise: float = NOISE,
     n_boot: int = 2000,
     alpha: float = 0.05,
     seed: int = 0,
     sanity: bool = True,
-    sanity_samples: int = 32,
+    sanity_samples: int | None = None,
+    sanity_seeds: int = 3,
+    sanity_draw: str = "normal",
+    sanity_constant: str = "zero",
     use_saved: bool = True,
     random_cells: Sequence[int] | None = None,
     figures: bool = True,
@@ -305,8 +386,10 @@ def run_faithfulness(
         methods=tuple(methods) if methods is not None else None,
         fracs=tuple(fracs) if fracs is not None else None,
         metrics=tuple(metrics) if metrics is not None else None,
-        split=split, limit=limit, steps=steps, baseline=baseline, n_boot=n_boot, alpha=alpha,
-        seed=seed, sanity=sanity, sanity_samples=sanity_samples,
+        split=split, limit=limit, steps=steps, baseline=baseline,
+        percentages=tuple(float(p) for p in percentages), noise=noise, n_boot=n_boot,
+        alpha=alpha, seed=seed, sanity=sanity, sanity_samples=sanity_samples,
+        sanity_seeds=sanity_seeds, sanity_draw=sanity_draw, sanity_constant=sanity_constant,
         random_cells=tuple(random_cells) if random_cells is not None else None,
         use_saved=use_saved, figures=figures, batch_size=batch_size)
     return run_stage(RunDir(run_dir), opts, device=device, data_dir=data_dir, data=data,
@@ -370,9 +453,11 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
                            f"{len(spatial)} positive sizes (one per input dimension)")
     if {"deletion", "insertion"} & set(metric_list):
         M.check_steps(steps, int(np.prod(spatial)))
+    t_fwd = time.perf_counter()
     y_t, pred_t = M.target_probs(model, x, batch_size=bs)
     predicted = pred_t.numpy()
-    seconds: dict[str, Any] = {"load": time.perf_counter() - t_start, "cams": {}, "metrics": {}}
+    seconds: dict[str, Any] = {"load": t_fwd - t_start, "forward": time.perf_counter() - t_fwd,
+                               "cams": {}, "metrics": {}}
 
     # -- maps ------------------------------------------------------------------------------
     all_maps: dict[str, Tensor] = {}
@@ -414,6 +499,9 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
     choices: dict[str, Any] = {}
     kept: dict[str, dict[str, float]] = {}
     keys: list[str] = []
+    # one memoised imputer: removals asked twice (Table I under road at frac f and ROAD
+    # LeRF at 1 - f, or deletion steps and ROAD MoRF) are solved and scored once
+    imputer = M.ImputedScores(noise=opts.noise, seed=seed)
     jobs = [(fam, f) for fam in metric_list
             for f in (frac_list if M.METRICS[fam].uses_frac else [None])]
     for fam, f in jobs:
@@ -425,21 +513,23 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
         for fam, f in jobs:
             t0 = time.perf_counter()
             kw: dict[str, Any] = {"targets": pred_t, "batch_size": bs}
-            if fam in ("drop_increase", "confidence"):
+            if fam in ("drop_increase", "confidence", "road"):
                 kw["base_scores"] = y_t
             if fam == "drop_increase":
-                kw["frac"] = f
+                kw.update(frac=f, baseline=baseline, imputer=imputer)
             elif fam in ("deletion", "insertion"):
-                kw.update(steps=steps, baseline=baseline)
+                kw.update(steps=steps, baseline=baseline, imputer=imputer)
+            elif fam == "road":
+                kw.update(percentages=opts.percentages, imputer=imputer)
             res = M.METRICS[fam].fn(model, x, maps, **kw)
             for o in M.METRICS[fam].outputs:
                 per_sample[label][M.output_key(o, f)] = shard.gather(res.values[o])
             if "kept" in res.values:
                 kept.setdefault(label, {})[f"{f:g}"] = float(
                     shard.gather(res.values["kept"]).mean())
-            if res.curves:
+            if res.curves:  # per-sample rows (scores, morf, lerf) gathered; the x axis not
                 curves.setdefault(fam, {})[label] = {
-                    **res.curves, "scores": shard.gather(res.curves["scores"])}
+                    k: v if k == "fraction" else shard.gather(v) for k, v in res.curves.items()}
             choice = {k: v for k, v in res.choices.items() if k != "frac"}
             choices[fam] = choice
             seconds["metrics"][label][M.output_key(fam, f)] = time.perf_counter() - t0
@@ -447,12 +537,15 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
             if progress:
                 progress("metrics", done, len(all_maps) * len(jobs))
 
+    projected = _projections(model, x, len(all_maps), metric_list, steps, opts, bs, seconds,
+                             n_fracs=len(frac_list))
+    k_sanity = min(sanity_samples or SANITY_SAMPLES[kind == "image"], n)
     labels, predicted = shard.gather(labels), shard.gather(predicted)
     if ranks.active:  # rank 0 alone goes on; the sanity check takes the first samples
         if not ranks.is_main:
             return {}
         pred_t = torch.from_numpy(predicted)
-        x = _stack(ds, np.arange(min(sanity_samples, n)))[0] if sanity else x[:0]
+        x = _stack(ds, np.arange(k_sanity))[0] if sanity else x[:0]
 
     # -- statistics ------------------------------------------------------------------------
     t0 = time.perf_counter()
@@ -465,16 +558,21 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
             summary[label][key] = S.bootstrap_ci(v * scale, n_boot=n_boot, seed=seed)
             by_class[label][key] = S.per_class(v * scale, labels, class_names,
                                                n_boot=min(n_boot, 1000), seed=seed)
-    tests = _tests(per_sample, keys, alpha)
+    tests = pairwise_tests(per_sample, keys, alpha)
+    higher = {k: spec.higher_is_better for k, spec in M.OUTPUTS.items()}
+    verdict = build_verdict(summary, tests, keys, higher_is_better=higher,
+                            labels={k: output_label(k) for k in keys},
+                            task=f"{cfg['task']}, {split} split", n=n, alpha=alpha)
     seconds["stats"] = time.perf_counter() - t0
 
     # -- sanity check ----------------------------------------------------------------------
     sanity_res: dict[str, Any] = {}
     if sanity and specs:
-        from cnnlens.faithfulness.sanity import cascading_randomization
+        from cnnlens.faithfulness.sanity import sanity_check
 
         t0 = time.perf_counter()
-        k = min(sanity_samples, n)
+        k = k_sanity
+        seeds = [seed + i for i in range(opts.sanity_seeds)]
         for j, spec in enumerate(specs):
             layer, score = info[spec.label]["layer"], info[spec.label]["score"]
 
@@ -483,9 +581,9 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
                 return _compute_maps(m, xb, t, method=spec.method, layer=layer, score=score,
                                      batch_size=bs)[0]
 
-            check = cascading_randomization(model, x[:k], cam_fn, targets=pred_t[:k], seed=seed)
-            check.pop("spearman")
-            sanity_res[spec.label] = check
+            sanity_res[spec.label] = sanity_check(
+                model, x[:k], cam_fn, targets=pred_t[:k], seeds=seeds,
+                draw=opts.sanity_draw, constant=opts.sanity_constant)
             if progress:
                 progress("sanity", j + 1, len(specs))
         seconds["sanity"] = time.perf_counter() - t0
@@ -496,7 +594,10 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
         "task": cfg["task"], "model": model_name, "split": split, "n": int(n), "kind": kind,
         "device": str(dev), "fracs": frac_list, "metrics": metric_list, "metric_keys": keys,
         "methods": info, "summary": summary, "tests": tests, "per_class": by_class,
-        "sanity": sanity_res, "seconds": seconds,
+        "sanity": sanity_res, "seconds": seconds, "verdict": verdict,
+        "projected_seconds": projected,
+        # imputed inputs solved and scored, and those another metric had already asked for
+        "imputation": {"solved": imputer.solved, "reused": imputer.reused},
         "kept_fraction": kept,  # mean fraction of positions the top-frac mask really kept
         "accuracy": float((predicted == labels).mean()),
         "choices": {
@@ -508,6 +609,9 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
             "tests": "paired on the same samples: Wilcoxon signed-rank (continuous), McNemar "
             f"exact (0/1 outputs); Holm-corrected per metric; alpha {alpha}",
             "per_class": "grouped by true label",
+            "verdict": "methods and random ranked by the mean of every metric output; ties "
+            "with the best = no difference in the paired test; Kendall's W over the outputs "
+            "(tie-corrected) with Friedman's p",
         },
     }
 

@@ -119,7 +119,8 @@ def faithfulness(ctx: Ctx) -> Section:
                   "p_holm": number(t.get("p_value_holm"))} for t in tests]
     files = as_dict(r.get("files"))
     figures = [ctx.figure(f"faithfulness/{files.get('curves', 'curves.png')}",
-                          "Deletion and insertion curves: mean target probability per method"),
+                          "Deletion, insertion and ROAD curves: mean target probability per "
+                          "method"),
                ctx.figure(f"faithfulness/{files.get('sanity', 'sanity.png')}",
                           "Sanity check: rank correlation of maps as layers are randomized")]
     return Section("faithfulness", title, data={
@@ -129,6 +130,7 @@ def faithfulness(ctx: Ctx) -> Section:
                   ("device", plain(r.get("device")))],
         "columns": columns, "table": table, "methods": method_rows, "tests": test_rows,
         "choices": _choices(r.get("choices")), "sanity": _sanity(r.get("sanity")),
+        "verdict": _verdict(r.get("verdict"), specs),
         "per_class": _per_class(r.get("per_class"), columns),
         "figures": [f for f in figures if f.problem != "not found"],
     })
@@ -154,11 +156,40 @@ def _sanity(sanity: Any) -> list[dict[str, Any]]:
     for method, s in as_dict(sanity).items():
         s = as_dict(s)
         layers, corr = as_list(s.get("layers")), as_list(s.get("spearman_mean"))
+        final = as_dict(s.get("final"))
+        verdict = plain(s.get("verdict")) if s.get("verdict") else (
+            "flagged" if s.get("flagged") else "passes")
         out.append({"method": str(method), "flagged": bool(s.get("flagged")),
+                    "verdict": verdict, "seeds": len(as_list(s.get("seeds"))) or 1,
+                    "final": {"mean": number(final.get("mean")), "low": number(final.get("low")),
+                              "high": number(final.get("high"))} if final else None,
                     "threshold": number(s.get("threshold")), "n": plain(s.get("n")),
                     "steps": [(plain(layer), number(c)) for layer, c in zip(layers, corr,
                                                                             strict=False)]})
     return out
+
+
+def _verdict(verdict: Any, specs: dict[str, Any]) -> dict[str, Any] | None:
+    """The verdict paragraph, the agreement numbers and each metric's ranking."""
+    v = as_dict(verdict)
+    if not v:
+        return None
+    rankings = []
+    for key, rows in as_dict(v.get("rankings")).items():
+        col = metric_column(str(key), specs)
+        rankings.append({"label": col["label"], "digits": col["digits"], "rows": [
+            {"method": plain(r.get("method")), "rank": plain(r.get("rank")),
+             "mean": number(r.get("mean")), "low": number(r.get("low")),
+             "high": number(r.get("high")), "tied": bool(r.get("tied_with_best"))}
+            for r in as_list(rows) if isinstance(r, dict)]})
+    contradictions = [
+        {"a": plain(c.get("a")), "b": plain(c.get("b")),
+         "a_on": ", ".join(_label(k, specs) for k in as_list(c.get("a_better_on"))),
+         "b_on": ", ".join(_label(k, specs) for k in as_list(c.get("b_better_on")))}
+        for c in as_list(v.get("contradictions")) if isinstance(c, dict)]
+    return {"text": plain(v.get("text")), "w": number(v.get("kendall_w")),
+            "p": number(v.get("friedman_p")), "agreement": plain(v.get("agreement")),
+            "rankings": rankings, "contradictions": contradictions}
 
 
 def _per_class(per_class: Any, columns: list[dict[str, Any]]) -> list[dict[str, Any]]:

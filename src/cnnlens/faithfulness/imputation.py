@@ -1,0 +1,204 @@
+"""Noisy linear imputation (ROAD, Rong et al. 2022): fill removed positions from their neighbours.
+
+Every removed position takes the weighted mean of its in-bounds neighbours (2-D: direct
+neighbours 1/6, diagonal 1/12; 1-D: the two neighbours, 1/2 each; weights renormalised at
+the border), known neighbours entering with their values and removed ones as unknowns. All
+removed positions of a sample form one sparse symmetric positive-definite system
+``(D - W) u = b`` (DESIGN §6), solved exactly with SuperLU; Gaussian noise of scale ``noise``
+is then added to the filled positions only, so removal leaves no information in the
+inpainted values and no out-of-distribution blob either.
+
+Speed: SuperLU's default column ordering (COLAMD) fills the factors of a 2-D grid system
+badly; a geometric nested-dissection ordering of the grid, restricted to the removed
+positions, makes the factorisation several times cheaper (measured: 4× at 90 % removal of a
+224² image). 1-D systems are tridiagonal and many samples are solved as one block-diagonal
+system. The noise of a sample depends on the seed, the sample's values and the removed set
+only, so a removal asked for twice (by two metrics, or in another batch) is filled the same.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from scipy.sparse.linalg import splu
+from torch import Tensor
+
+from cnnlens.errors import CnnlensError
+
+#: (offset, weight) of the neighbours in 2-D: direct 1/6, diagonal 1/12 (sum 1).
+NEIGHBOURS_2D: tuple[tuple[tuple[int, int], float], ...] = (
+    ((0, 1), 1 / 6), ((0, -1), 1 / 6), ((1, 0), 1 / 6), ((-1, 0), 1 / 6),
+    ((1, 1), 1 / 12), ((1, -1), 1 / 12), ((-1, 1), 1 / 12), ((-1, -1), 1 / 12),
+)
+#: The two neighbours in 1-D, as offsets on a 1 × L grid.
+NEIGHBOURS_1D: tuple[tuple[tuple[int, int], float], ...] = (((0, 1), 0.5), ((0, -1), 0.5))
+NOISE = 0.01
+#: Removed positions solved in one block-diagonal system (1-D signals are tiny).
+GROUP_UNKNOWNS = 20_000
+
+DESCRIPTION = ("noisy linear imputation (ROAD): each removed position = weighted mean of its "
+               "in-bounds neighbours (2-D: direct 1/6, diagonal 1/12; 1-D: the two "
+               "neighbours), one sparse linear system per sample solved exactly (SuperLU), "
+               "plus Gaussian noise")
+
+
+def check_noise(noise: float) -> float:
+    """The noise scale is a finite number >= 0 (0: the plain linear imputation)."""
+    if isinstance(noise, bool) or not isinstance(noise, int | float) or not (
+            np.isfinite(noise) and noise >= 0):
+        raise CnnlensError(f"noise={noise!r} is invalid; accepted: a number >= 0")
+    return float(noise)
+
+
+def _grid(x: Tensor) -> tuple[int, int]:
+    """(H, W) of a 1-D (as 1 × L) or 2-D input; other ranks are refused."""
+    if x.dim() == 3:
+        return 1, int(x.shape[2])
+    if x.dim() == 4:
+        return int(x.shape[2]), int(x.shape[3])
+    raise CnnlensError(f"noisy linear imputation takes (N, C, L) or (N, C, H, W) inputs, got "
+                       f"shape {tuple(x.shape)}")
+
+
+@lru_cache(maxsize=8)
+def nd_rank(h: int, w: int, leaf: int = 8) -> np.ndarray:
+    """Position of every grid cell in a nested-dissection elimination order.
+
+    A middle row (or column) separates an 8-connected grid into two halves that share no
+    equation; ordering both halves before the separator, recursively, keeps the Cholesky /
+    LU fill near ``n log n`` instead of the ``n^1.5`` of row-major order.
+    """
+    pieces: list[np.ndarray] = []
+
+    def rec(r0: int, r1: int, c0: int, c1: int) -> None:
+        hh, ww = r1 - r0, c1 - c0
+        if hh <= 0 or ww <= 0:
+            return
+        if hh * ww <= leaf * leaf or min(hh, ww) < 3:
+            rr, cc = np.meshgrid(np.arange(r0, r1), np.arange(c0, c1), indexing="ij")
+            pieces.append((rr * w + cc).ravel())
+            return
+        if hh >= ww:
+            m = (r0 + r1) // 2
+            rec(r0, m, c0, c1)
+            rec(m + 1, r1, c0, c1)
+            pieces.append(m * w + np.arange(c0, c1))
+        else:
+            m = (c0 + c1) // 2
+            rec(r0, r1, c0, m)
+            rec(r0, r1, m + 1, c1)
+            pieces.append(np.arange(r0, r1) * w + m)
+
+    rec(0, h, 0, w)
+    order = np.concatenate(pieces)
+    rank = np.empty(h * w, dtype=np.int64)
+    rank[order] = np.arange(h * w)
+    rank.flags.writeable = False  # shared through the cache
+    return rank
+
+
+def digest(a: np.ndarray) -> int:
+    """A 64-bit content hash: seeds the noise and keys the cache of scored removals."""
+    return int.from_bytes(hashlib.blake2b(np.ascontiguousarray(a).tobytes(),
+                                          digest_size=8).digest(), "little")
+
+
+def _solve_group(xs: np.ndarray, rem: np.ndarray, h: int, w: int,
+                 neighbours: tuple[tuple[tuple[int, int], float], ...]) -> np.ndarray:
+    """Imputed values of every removed position of a group of samples, ``(m, C)``.
+
+    ``xs`` is ``(B, C, P)``, ``rem`` ``(B, P)`` (no sample fully removed). The unknowns are
+    numbered sample by sample in nested-dissection order, which keeps the block-diagonal
+    matrix in a fill-reducing order for SuperLU's ``NATURAL`` column ordering.
+    """
+    b_, c, p = xs.shape
+    n_idx, pos = np.nonzero(rem)
+    order = np.lexsort((nd_rank(h, w)[pos], n_idx))
+    n_idx, pos = n_idx[order], pos[order]
+    m = pos.size
+    var = np.full(b_ * p, -1, dtype=np.int64)
+    var[n_idx * p + pos] = np.arange(m)
+    r, col = np.divmod(pos, w)
+    diag = np.zeros(m)
+    rows, cols, vals, krow, ksrc, kval = [], [], [], [], [], []
+    for (dr, dc), wt in neighbours:
+        rr, cc = r + dr, col + dc
+        ok = (rr >= 0) & (rr < h) & (cc >= 0) & (cc < w)
+        i = np.flatnonzero(ok)
+        src = n_idx[ok] * p + rr[ok] * w + cc[ok]
+        diag[i] += wt
+        v = var[src]
+        unknown = v >= 0
+        rows.append(i[unknown])
+        cols.append(v[unknown])
+        vals.append(np.full(int(unknown.sum()), -wt))
+        krow.append(i[~unknown])
+        ksrc.append(src[~unknown])
+        kval.append(np.full(int((~unknown).sum()), wt))
+    ar = np.arange(m)
+    a = sp.csc_matrix((np.concatenate([*vals, diag]),
+                       (np.concatenate([*rows, ar]), np.concatenate([*cols, ar]))),
+                      shape=(m, m))
+    known = sp.csr_matrix((np.concatenate(kval), (np.concatenate(krow), np.concatenate(ksrc))),
+                          shape=(m, b_ * p))
+    rhs = known @ xs.transpose(0, 2, 1).reshape(b_ * p, c)
+    lu = splu(a, permc_spec="NATURAL", diag_pivot_thresh=0.0,
+              options={"SymmetricMode": True})
+    u = np.asarray(lu.solve(np.ascontiguousarray(rhs)), dtype=np.float64).reshape(m, c)
+    out = np.empty_like(u)
+    out[order] = u  # back to (sample, position) order
+    return out
+
+
+def impute(x: Tensor, removed: Tensor, *, noise: float = NOISE, seed: int = 0) -> Tensor:
+    """``x`` with the ``removed`` positions filled by noisy linear imputation.
+
+    ``x`` is ``(N, C, L)`` or ``(N, C, H, W)``, ``removed`` a boolean ``(N, L)`` /
+    ``(N, H, W)`` mask shared by the channels. Each channel is imputed from the same
+    channel's neighbours. A sample with every position removed has nothing to impute from:
+    it is filled with its per-channel mean (plus noise). Known positions are returned
+    unchanged.
+    """
+    noise = check_noise(noise)
+    h, w = _grid(x)
+    if tuple(removed.shape) != (x.shape[0], *x.shape[2:]):
+        raise CnnlensError(f"removed mask of shape {tuple(removed.shape)} does not match "
+                           f"inputs {tuple(x.shape)}; accepted: (N, *spatial)")
+    neighbours = NEIGHBOURS_1D if x.dim() == 3 else NEIGHBOURS_2D
+    n, c, p = int(x.shape[0]), int(x.shape[1]), h * w
+    xs = x.detach().cpu().double().numpy().reshape(n, c, p)
+    rem = removed.detach().cpu().numpy().astype(bool).reshape(n, p)
+    out = xs.copy()
+    counts = rem.sum(axis=1)
+    full = np.flatnonzero(counts == p)
+    for i in full:
+        out[i] = xs[i].mean(axis=1, keepdims=True)
+    todo = np.flatnonzero((counts > 0) & (counts < p))
+    start = 0
+    while start < todo.size:
+        stop = start + 1
+        total = int(counts[todo[start]])
+        while stop < todo.size and total + int(counts[todo[stop]]) <= GROUP_UNKNOWNS:
+            total += int(counts[todo[stop]])
+            stop += 1
+        group = todo[start:stop]
+        vals = _solve_group(xs[group], rem[group], h, w, neighbours)
+        k = 0
+        for i in group:
+            cnt = int(counts[i])
+            out[i][:, rem[i]] = vals[k : k + cnt].T
+            k += cnt
+        start = stop
+    if noise > 0:
+        for i in np.flatnonzero(counts > 0):
+            rng = np.random.default_rng([seed, digest(xs[i]), digest(rem[i])])
+            out[i][:, rem[i]] += noise * rng.standard_normal((c, int(counts[i])))
+    return torch.from_numpy(out.reshape(x.shape)).to(device=x.device, dtype=x.dtype)
+
+
+__all__ = ["DESCRIPTION", "NEIGHBOURS_1D", "NEIGHBOURS_2D", "NOISE", "check_noise", "digest",
+           "impute", "nd_rank"]
