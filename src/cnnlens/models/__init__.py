@@ -104,8 +104,8 @@ MODELS: dict[str, ModelSpec] = {
         build=build_hmt_resnet,
         input_shape=(3, 128, 128),
         num_classes=8,
-        cam_layer="res2d_2",
-        description="residual CNN for HMT tiles at 128 px with a stride-2 stem (the best "
+        cam_layer="res2d_1",
+        description="residual CNN for HMT tiles at 128 px with a ResNet stem (the best "
         "recipe's; 1,229,992 parameters)",
         fit=_fit_images("hmt-resnet"),
     ),
