@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
@@ -46,8 +48,8 @@ def test_onecycle_rises_to_peak_at_warmup_then_anneals() -> None:
     assert lr_at(r, epochs, epochs) == pytest.approx(r.lr / 25 / 1e4)
     curve = [lr_at(r, e / 10, epochs) for e in range(101)]
     peak = curve.index(max(curve))
-    assert all(a <= b for a, b in zip(curve[:peak], curve[1 : peak + 1], strict=True))
-    assert all(a >= b for a, b in zip(curve[peak:-1], curve[peak + 1 :], strict=True))
+    assert all(a <= b for a, b in itertools.pairwise(curve[: peak + 1]))
+    assert all(a >= b for a, b in itertools.pairwise(curve[peak:]))
     with pytest.raises(ValueError, match="number of epochs"):
         lr_at(r, 1.0)
 
