@@ -123,7 +123,7 @@ TASK_RECIPES: dict[str, dict[str, Recipe]] = {
     },
     "hmt": {
         "best": Recipe(name="best", model="hmt-resnet", optimizer="adamw", lr=3e-3,
-                       weight_decay=0.05, l2=0.0, batch_size=64, epochs=20,
+                       weight_decay=0.05, l2=0.0, batch_size=64, epochs=10,
                        schedule="onecycle", augmentation="dihedral", image_size=128),
     },
 }
