@@ -14,7 +14,13 @@ from safetensors.torch import load_file
 from cnnlens.pipeline import make_config, prepare_run_dir
 from cnnlens.pipeline.folder import RunDir
 from cnnlens.train.loop import TrainCallback, train_run
-from cnnlens.train.speed import autocast, cpu_has_native_bf16, prepare_batch, resolve_precision
+from cnnlens.train.speed import (
+    autocast,
+    cpu_has_native_bf16,
+    prepare_batch,
+    resolve_precision,
+    uses_channels_last,
+)
 
 CPU = torch.device("cpu")
 
@@ -33,11 +39,15 @@ def test_bf16_autocast_runs_convolutions_in_bf16() -> None:
         assert conv(torch.rand(1, 3, 8, 8)).dtype == torch.float32
 
 
-def test_prepare_batch_makes_images_channels_last_only() -> None:
+def test_prepare_batch_sets_the_memory_format_of_images_only() -> None:
     x = prepare_batch(torch.rand(2, 3, 8, 8), True)
     assert x.is_contiguous(memory_format=torch.channels_last)
+    assert prepare_batch(x, False).is_contiguous()  # NHWC-strided batches become NCHW
     s = torch.rand(2, 1, 40)
     assert prepare_batch(s, True) is s
+    assert not uses_channels_last(s, CPU)
+    on_cpu = uses_channels_last(x, CPU)
+    assert on_cpu == torch.backends.cpu.get_cpu_capability().startswith("AVX512")
 
 
 @pytest.fixture()
@@ -70,10 +80,15 @@ def _image_run(root: Path, folder: Path, name: str) -> RunDir:
     return prepare_run_dir(root / name, cfg, overwrite=False)
 
 
-def test_channels_last_onecycle_image_training_resumes_exactly(
-    tmp_path: Path, image_folder: Path
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_onecycle_image_training_resumes_exactly(
+    tmp_path: Path, image_folder: Path, channels_last: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Per-step learning rates and dihedral draws are functions of the step: resume is exact."""
+    """Per-step learning rates and dihedral draws are functions of the step: resume is exact,
+    in either memory format (channels-last is forced on here whatever this CPU prefers)."""
+    import cnnlens.train.loop as loop
+
+    monkeypatch.setattr(loop, "uses_channels_last", lambda _x, _d: channels_last)
     straight = _image_run(tmp_path, image_folder, "straight")
     train_run(straight)
     broken = _image_run(tmp_path, image_folder, "broken")

@@ -199,7 +199,7 @@ def _train(run: RunDir, *, data: TaskData | None, resume: bool,
     torch.manual_seed(seed)
     model_kwargs = cfg.get("model_kwargs") or {}
     model = build_model(cfg["model"], **model_kwargs).to(device)
-    channels_last = uses_channels_last(data.train[0][0].unsqueeze(0))
+    channels_last = uses_channels_last(data.train[0][0].unsqueeze(0), device)
     if channels_last:
         to_channels_last(model)
     optimizer = make_optimizer(model, recipe)
