@@ -17,7 +17,7 @@ def test_explain_and_faithfulness_make_the_run_from_shipped_weights(
     assert main(["explain", "--pretrained", "mnist1d", str(run), "--limit", "16",
                  "--methods", "gradcam", "--no-figures"]) == 0
     out = capsys.readouterr().out
-    assert "shipped mnist1d model" in out and "res1d_3" in out
+    assert "shipped mnist1d model" in out and "res1d_2" in out
     assert main(["faithfulness", "--pretrained", "mnist1d", str(run), "--limit", "16",
                  "--methods", "gradcam", "--metrics", "deletion", "--no-sanity",
                  "--no-figures", "--n-boot", "50"]) == 0

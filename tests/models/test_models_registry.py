@@ -89,7 +89,8 @@ def test_mnist1d_resnet_keeps_full_length_to_its_cam_layer() -> None:
     """No downsampling: a CAM at the last block is as fine as the signal."""
     model = build_model("mnist1d-resnet").eval()
     out = {}
-    h = model.res1d_3.register_forward_hook(lambda _m, _i, o: out.setdefault("x", o))
+    layer = getattr(model, MODELS["mnist1d-resnet"].cam_layer)
+    h = layer.register_forward_hook(lambda _m, _i, o: out.setdefault("x", o))
     try:
         with torch.no_grad():
             model(torch.randn(2, 1, 40))

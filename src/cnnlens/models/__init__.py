@@ -94,7 +94,7 @@ MODELS: dict[str, ModelSpec] = {
         build=build_mnist1d_resnet,
         input_shape=(1, 40),
         num_classes=10,
-        cam_layer="res1d_3",
+        cam_layer="res1d_2",
         description="dilated residual 1-D CNN for MNIST-1D (the best recipe's; 100,426 "
         "parameters)",
         fit=_fit_signals("mnist1d-resnet"),
