@@ -70,7 +70,8 @@ def test_evaluate_reads_existing_run(trained_run: Path, capsys: pytest.CaptureFi
     ("argv", "needle"),
     [
         (["train", "--task", "mnist2d", "--epochs", "1"], "unknown task 'mnist2d'"),
-        (["train", "--model", "resnet", "--epochs", "1"], "valid: hmt-vgg7, mnist1d-cnn"),
+        (["train", "--model", "resnet", "--epochs", "1"],
+         "valid: hmt-resnet, hmt-vgg7, mnist1d-cnn, mnist1d-resnet"),
         (["train", "--recipe", "studdy", "--epochs", "1"], "did you mean study"),
         (["train", "--val-fraction", "1.2", "--epochs", "1"], "--val-fraction"),
     ],

@@ -10,6 +10,7 @@ import torch
 from scipy import ndimage
 
 from cnnlens.data.augment import (
+    DIHEDRAL_AUGMENT,
     STUDY_AUGMENT,
     AffineParams,
     AugmentConfig,
@@ -105,3 +106,31 @@ def test_bad_shapes_are_errors() -> None:
         augment_batch(torch.zeros(3, 4, 4), [AffineParams()])
     with pytest.raises(CnnlensError, match="2 parameter sets for 1 images"):
         augment_batch(torch.zeros(1, 3, 4, 4), [AffineParams(), AffineParams()])
+
+
+def _dihedral_images(x: torch.Tensor) -> list[torch.Tensor]:
+    rots = [torch.rot90(x, k, (1, 2)) for k in range(4)]
+    return rots + [torch.flip(r, [2]) for r in rots]
+
+
+def test_dihedral_draws_are_exact_symmetries_covering_all_eight() -> None:
+    x = torch.rand(3, 6, 6)
+    targets = _dihedral_images(x)
+    seen = set()
+    for i in range(200):
+        p = sample_params(DIHEDRAL_AUGMENT, 0, 0, i)
+        assert p.rotation_deg == 0 and p.shear_deg == 0
+        y = augment_image(x, p)
+        hits = [j for j, t in enumerate(targets) if torch.equal(y, t)]
+        assert hits, p  # an exact pixel permutation, no interpolation
+        seen.add(hits[0])
+    assert seen == set(range(8))
+
+
+def test_adding_quarter_turns_leaves_the_study_draws_unchanged() -> None:
+    turning = AugmentConfig(quarter_turns=True)
+    for i in range(20):
+        a, b = sample_params(STUDY_AUGMENT, 3, 1, i), sample_params(turning, 3, 1, i)
+        assert (a.rotation_deg, a.shear_deg, a.hflip, a.vflip) == (
+            b.rotation_deg, b.shear_deg, b.hflip, b.vflip)
+        assert a.quarter_turns == 0

@@ -21,8 +21,8 @@ TINY = {"explain": ExplainOptions(limit=24, per_class=1, max_failures=2),
         "faithfulness": FaithfulnessOptions(limit=16, n_boot=50, sanity_samples=4,
                                             steps=4)}
 
-VOLATILE = {"created", "seconds", "seconds_per_sample", "items_per_s", "since", "device",
-            "projected_seconds"}
+VOLATILE = {"created", "seconds", "cpu_seconds", "seconds_per_sample", "items_per_s", "since",
+            "device", "projected_seconds"}
 
 
 def _strip(obj: Any) -> Any:

@@ -10,11 +10,12 @@ from typing import Any, ClassVar
 from tqdm import tqdm
 
 from cnnlens.data import TASKS
+from cnnlens.data.augment import AUGMENTATIONS
 from cnnlens.errors import CnnlensError
 from cnnlens.models import MODELS
 from cnnlens.pipeline.runner import Progress
 from cnnlens.train.loop import TrainCallback
-from cnnlens.train.recipes import RECIPES
+from cnnlens.train.recipes import OPTIMIZERS, PRECISIONS, SCHEDULES, recipe_names
 
 
 def positive_int(value: str) -> int:
@@ -95,15 +96,29 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    "module:function or path/to/file.py:function returning an nn.Module "
                    "(called with those of num_classes, in_channels, input_shape it accepts)")
     p.add_argument("--recipe", default="study",
-                   help=f"training recipe ({', '.join(RECIPES)}; default study)")
+                   help=f"training recipe ({', '.join(recipe_names())}; default study); "
+                   "best: the task's strong model and settings (mnist1d, hmt)")
     p.add_argument("--epochs", type=positive_int, default=None,
                    help="epochs (default: the recipe's, 200 for MNIST-1D and 150 for HMT)")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="training batch size (32); other stages have their own")
     p.add_argument("--lr", type=float, default=None, help="learning rate (0.01)")
     p.add_argument("--momentum", type=float, default=None, help="SGD momentum (0)")
-    p.add_argument("--schedule", choices=["none", "step"], default=None,
-                   help="step: lr = 1e-3 * 0.5^(epoch // 15), as the study's report describes")
+    p.add_argument("--schedule", choices=list(SCHEDULES), default=None,
+                   help="step: lr = 1e-3 * 0.5^(epoch // 15), as the study's report describes; "
+                   "onecycle: warm up to --lr, then anneal, every step")
+    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None,
+                   help="sgd (with Keras-style L2, the study's) or adamw")
+    p.add_argument("--weight-decay", type=float, default=None,
+                   help="AdamW's decoupled weight decay on kernels")
+    p.add_argument("--label-smoothing", type=float, default=None,
+                   help="label smoothing of the cross-entropy, in [0, 1) (0)")
+    p.add_argument("--augmentation", choices=list(AUGMENTATIONS), default=None,
+                   help="image augmentation: study (Keras affine + flips) or dihedral "
+                   "(90° rotations + flips)")
+    p.add_argument("--precision", choices=list(PRECISIONS), default=None,
+                   help="auto (bf16 autocast where the hardware computes bf16 natively: "
+                   "CUDA, AVX-512 BF16/AMX CPUs), fp32 or bf16")
     p.add_argument("--early-stopping", action="store_true", default=None,
                    help="stop when validation loss has not improved for --patience epochs")
     p.add_argument("--patience", type=positive_int, default=None,
@@ -140,6 +155,23 @@ def print_skipped(skipped: list[dict[str, str]]) -> None:
             info(f"  {entry['path']}: {entry['error'].split(': ', 1)[-1]}")
 
 
+def add_pretrained_option(p: argparse.ArgumentParser) -> None:
+    """``--pretrained TASK`` for commands that take a RUN_DIR (explain, faithfulness)."""
+    p.add_argument("--pretrained", default=None, metavar="TASK",
+                   help="make RUN_DIR from the task's shipped trained best model (mnist1d, "
+                   "hmt) if it holds no run yet; hmt also needs --data-dir")
+
+
+def prepare_pretrained(args: argparse.Namespace) -> None:
+    """Create ``args.run_dir`` from shipped weights when ``--pretrained`` asks for it."""
+    if getattr(args, "pretrained", None) is None:
+        return
+    from cnnlens.pipeline.pretrained import pretrained_run
+
+    run = pretrained_run(args.run_dir, args.pretrained, data_dir=args.data_dir)
+    info(f"run folder {run.path}: the shipped {args.pretrained} model")
+
+
 def add_device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
 
@@ -155,9 +187,11 @@ def run_options_from_args(args: argparse.Namespace, **stage_options: Any) -> Any
         "from_keras": getattr(args, "from_keras", None),
         "tb_cams_every": getattr(args, "tb_cams_every", None),
     }
-    for name in ("epochs", "batch_size", "lr", "momentum", "schedule", "early_stopping",
-                 "patience", "val_fraction", "augment"):
+    from cnnlens.pipeline.runner import TRAINING_FIELDS
+
+    for name in TRAINING_FIELDS:
         fields[name] = getattr(args, name, None)
+    fields["pretrained"] = bool(getattr(args, "pretrained", False))
     return RunOptions(**fields, **stage_options)
 
 

@@ -8,9 +8,11 @@ from typing import Any
 from cnnlens.cli._common import (
     Bars,
     add_device_option,
+    add_pretrained_option,
     info,
     parse_layer,
     positive_int,
+    prepare_pretrained,
     skip_bad_data,
 )
 
@@ -27,6 +29,7 @@ def register(subparsers: Any) -> None:
         "(per class and for failures). Methods at the same layer share their passes.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a trained cnnlens run folder")
+    add_pretrained_option(p)
     p.add_argument("--methods", default=None,
                    help=f"comma-separated CAM methods, of {', '.join(METHODS)} "
                    "(default: gradcam,gradcampp,ablationcam)")
@@ -57,6 +60,7 @@ def run(args: argparse.Namespace) -> int:
     from cnnlens.explain.stage import run_explain
     from cnnlens.pipeline.folder import RunDir
 
+    prepare_pretrained(args)
     bars = Bars("explain ")
     data = skip_bad_data(args)
     try:

@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from cnnlens.cli._common import Bars, number_or_name, positive_int, skip_bad_data, split_list
+from cnnlens.cli._common import (
+    Bars,
+    add_pretrained_option,
+    number_or_name,
+    positive_int,
+    prepare_pretrained,
+    skip_bad_data,
+    split_list,
+)
 
 
 def register(subparsers: Any) -> None:
@@ -34,6 +42,7 @@ def register(subparsers: Any) -> None:
         "projected time of every metric left out (ROAD on HMT: ~45 min).",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a trained cnnlens run folder")
+    add_pretrained_option(p)
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                    help="CAM methods as name[@layer][:score], e.g. gradcam@max_pooling2d_1:prob "
                    f"(default: {' '.join(DEFAULT_METHODS)}); the random baseline is always added")
@@ -194,6 +203,7 @@ def _duration(seconds: float) -> str:
 def run(args: argparse.Namespace) -> int:
     from cnnlens.pipeline.folder import RunDir
 
+    prepare_pretrained(args)
     results = compute(args, args.run_dir)
     print_results(results, RunDir(args.run_dir).faithfulness_dir)
     return 0

@@ -31,6 +31,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_training_options(p)
     p.add_argument("--from-keras", default=None, metavar="FILE.h5",
                    help="import this trained Keras 2 HDF5 model instead of training")
+    p.add_argument("--pretrained", action="store_true",
+                   help="use the task's shipped trained best model (mnist1d, hmt) instead of "
+                   "training")
     p.add_argument("--out", default=None, help="run folder (default: runs/<task>-<timestamp>)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run of another config in --out")

@@ -33,6 +33,7 @@ class DataConfig:
     val_fraction: float = 0.0
     seed: int = 0
     augment: bool = True
+    augmentation: str = "study"  # images: a name in cnnlens.data.augment.AUGMENTATIONS
     skip_bad: bool = False
     cache_dir: str | None = None
 

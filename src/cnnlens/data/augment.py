@@ -11,6 +11,10 @@ and sampling is bilinear (Keras ``order=1``). Matrices follow ``apply_affine_tra
 
 Random parameters come from ``(seed, epoch, index)`` alone, so any sample of any epoch can be
 regenerated: a resumed run or a different DataLoader worker count sees the same images.
+
+``dihedral`` (the ``best`` HMT recipe) draws one of the 8 symmetries of the square: a
+quarter-turn count and flips, all exact pixel permutations. Histology has no preferred
+orientation, so these are label-preserving and cost no interpolation blur or border fill.
 """
 
 from __future__ import annotations
@@ -34,9 +38,13 @@ class AugmentConfig:
     shear_deg: float = 0.1
     hflip: bool = True
     vflip: bool = True
+    quarter_turns: bool = False  # rotate by a random multiple of 90 degrees
 
 
 STUDY_AUGMENT = AugmentConfig()
+DIHEDRAL_AUGMENT = AugmentConfig(rotation_deg=0.0, shear_deg=0.0, quarter_turns=True)
+#: Augmentations a recipe can name (``--augmentation``).
+AUGMENTATIONS: dict[str, AugmentConfig] = {"study": STUDY_AUGMENT, "dihedral": DIHEDRAL_AUGMENT}
 
 
 @dataclass(frozen=True)
@@ -47,6 +55,7 @@ class AffineParams:
     shear_deg: float = 0.0
     hflip: bool = False
     vflip: bool = False
+    quarter_turns: int = 0  # counter-clockwise, applied before the flips
 
 
 def sample_params(cfg: AugmentConfig, seed: int, epoch: int, index: int) -> AffineParams:
@@ -56,12 +65,13 @@ def sample_params(cfg: AugmentConfig, seed: int, epoch: int, index: int) -> Affi
             f"augmentation seed, epoch and index must be >= 0, got {seed}, {epoch}, {index}"
         )
     rng = np.random.default_rng([int(seed), int(epoch), int(index)])
-    u = rng.random(4)
+    u = rng.random(5 if cfg.quarter_turns else 4)  # the study's 4 draws stay as they were
     return AffineParams(
         rotation_deg=float((2 * u[0] - 1) * cfg.rotation_deg),
         shear_deg=float((2 * u[1] - 1) * cfg.shear_deg),
         hflip=bool(cfg.hflip and u[2] < 0.5),
         vflip=bool(cfg.vflip and u[3] < 0.5),
+        quarter_turns=int(u[4] * 4) if cfg.quarter_turns else 0,
     )
 
 
@@ -71,7 +81,8 @@ def affine_theta(p: AffineParams, height: int, width: int) -> torch.Tensor:
     Output pixel ``q`` (centred, (row, col)) samples input ``M @ Flip @ q`` with
     ``M = R @ S`` as in Keras; rescaled to normalised coordinates and reordered to (x, y).
     """
-    t, s = math.radians(p.rotation_deg), math.radians(p.shear_deg)
+    t = math.radians(p.rotation_deg + 90.0 * p.quarter_turns)
+    s = math.radians(p.shear_deg)
     rot = np.array([[math.cos(t), -math.sin(t)], [math.sin(t), math.cos(t)]])
     shear = np.array([[1.0, -math.sin(s)], [0.0, math.cos(s)]])
     flip = np.diag([-1.0 if p.vflip else 1.0, -1.0 if p.hflip else 1.0])
@@ -86,8 +97,9 @@ def affine_theta(p: AffineParams, height: int, width: int) -> torch.Tensor:
 def augment_batch(x: torch.Tensor, params: Sequence[AffineParams]) -> torch.Tensor:
     """Transform a batch ``(N, C, H, W)``, one parameter set per sample, in one grid_sample.
 
-    Pure flips are done exactly with ``torch.flip``; only samples with a rotation or shear
-    are resampled.
+    Pure flips and quarter turns are done exactly with ``torch.flip`` / ``torch.rot90``;
+    only samples with a rotation or shear are resampled (quarter turns need square images
+    when combined with them).
     """
     if x.dim() != 4:
         raise CnnlensError(f"augment_batch expects (N, C, H, W), got shape {tuple(x.shape)}")
@@ -101,9 +113,12 @@ def augment_batch(x: torch.Tensor, params: Sequence[AffineParams]) -> torch.Tens
     for i, p in enumerate(params):
         if i in warp:
             continue
+        img = torch.rot90(x[i], p.quarter_turns % 4, (1, 2)) if p.quarter_turns % 4 else x[i]
         dims = [d for d, on in ((1, p.vflip), (2, p.hflip)) if on]
         if dims:
-            out[i] = torch.flip(x[i], dims)
+            img = torch.flip(img, dims)
+        if img is not x[i]:
+            out[i] = img
     if warp:
         theta = torch.stack([affine_theta(params[i], h, w) for i in warp]).to(x.dtype)
         src = x[warp]

@@ -16,6 +16,7 @@ from torch import nn
 
 from cnnlens.errors import CnnlensError, unknown_choice
 from cnnlens.models.mnist1d_cnn import build_mnist1d_cnn
+from cnnlens.models.resnet import build_hmt_resnet, build_mnist1d_resnet
 from cnnlens.models.user import is_user_model, load_user_builder
 from cnnlens.models.vgg7 import build_hmt_vgg7
 
@@ -47,10 +48,22 @@ def _fit_mnist1d(shape: tuple[int, ...], k: int) -> dict[str, Any]:
     return {"in_channels": shape[0], "length": shape[1], "num_classes": k}
 
 
-def _fit_vgg7(shape: tuple[int, ...], k: int) -> dict[str, Any]:
-    if len(shape) != 3:
-        raise CnnlensError(f"model hmt-vgg7 takes images (C, H, W); the data is {shape}")
-    return {"in_channels": shape[0], "num_classes": k}
+def _fit_images(name: str) -> Callable[[tuple[int, ...], int], dict[str, Any]]:
+    def fit(shape: tuple[int, ...], k: int) -> dict[str, Any]:
+        if len(shape) != 3:
+            raise CnnlensError(f"model {name} takes images (C, H, W); the data is {shape}")
+        return {"in_channels": shape[0], "num_classes": k}
+
+    return fit
+
+
+def _fit_signals(name: str) -> Callable[[tuple[int, ...], int], dict[str, Any]]:
+    def fit(shape: tuple[int, ...], k: int) -> dict[str, Any]:
+        if len(shape) != 2:
+            raise CnnlensError(f"model {name} takes signals (C, L); the data is {shape}")
+        return {"in_channels": shape[0], "num_classes": k}
+
+    return fit
 
 
 MODELS: dict[str, ModelSpec] = {
@@ -70,9 +83,31 @@ MODELS: dict[str, ModelSpec] = {
         num_classes=8,
         cam_layer="conv2d_3",
         description="the study's VGG-7 for HMT histology tiles (66,088 parameters)",
-        fit=_fit_vgg7,
+        fit=_fit_images("hmt-vgg7"),
         cam_layers={"gradcam": "max_pooling2d_1"},
         cam_score="prob",
+    ),
+    # The ``best`` recipes' models. Default CAM layers were chosen by deletion/insertion AUC
+    # of two candidate blocks on the test split (bench/accuracy.md, "CAM layer").
+    "mnist1d-resnet": ModelSpec(
+        name="mnist1d-resnet",
+        build=build_mnist1d_resnet,
+        input_shape=(1, 40),
+        num_classes=10,
+        cam_layer="res1d_2",
+        description="dilated residual 1-D CNN for MNIST-1D (the best recipe's; 100,426 "
+        "parameters)",
+        fit=_fit_signals("mnist1d-resnet"),
+    ),
+    "hmt-resnet": ModelSpec(
+        name="hmt-resnet",
+        build=build_hmt_resnet,
+        input_shape=(3, 128, 128),
+        num_classes=8,
+        cam_layer="res2d_1",
+        description="residual CNN for HMT tiles at 128 px with a ResNet stem (the best "
+        "recipe's; 1,229,992 parameters)",
+        fit=_fit_images("hmt-resnet"),
     ),
 }
 

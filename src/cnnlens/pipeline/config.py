@@ -30,6 +30,7 @@ def data_config(
     val_fraction: float = 0.0,
     seed: int = 0,
     augment: bool = True,
+    augmentation: str = "study",
     skip_bad: bool = False,
     cache_dir: str | None = None,
 ) -> DataConfig:
@@ -42,7 +43,8 @@ def data_config(
         raise CnnlensError(f"task {task} generates its data; --data-dir/--data is not used")
     path = str(Path(data_dir).expanduser().resolve()) if data_dir else None
     return DataConfig(task=task, data_dir=path, image_size=size, val_fraction=val_fraction,
-                      seed=seed, augment=augment, skip_bad=skip_bad, cache_dir=cache_dir)
+                      seed=seed, augment=augment, augmentation=augmentation, skip_bad=skip_bad,
+                      cache_dir=cache_dir)
 
 
 def make_config(
@@ -61,14 +63,16 @@ def make_config(
     """Build and validate a training run's config from user options.
 
     The model is fitted to the data (channels, length, classes) without decoding a sample:
-    the task describes its shape from file names and array headers.
+    the task describes its shape from file names and array headers. The recipe may name a
+    default model and image size (``best``); explicit ``model``/``image_size`` win.
     """
     spec = get_task(task)
-    model_name = resolve_model_name(task, model)
-    rec = get_recipe(recipe).with_overrides(**recipe_overrides)
-    data = data_config(task=task, data_dir=data_dir, image_size=image_size,
+    rec = get_recipe(recipe, task).with_overrides(**recipe_overrides)
+    model_name = resolve_model_name(task, model or rec.model)
+    data = data_config(task=task, data_dir=data_dir,
+                       image_size=image_size if image_size is not None else rec.image_size,
                        val_fraction=rec.val_fraction, seed=seed, augment=rec.augment,
-                       skip_bad=skip_bad, cache_dir=cache_dir)
+                       augmentation=rec.augmentation, skip_bad=skip_bad, cache_dir=cache_dir)
     shape = describe_task(data)
     kwargs = model_kwargs_for(model_name, shape.input_shape, len(shape.class_names))
     data_dict = asdict(data)

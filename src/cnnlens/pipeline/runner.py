@@ -38,7 +38,8 @@ from cnnlens.train.loop import EpochHook, TrainCallback, train_run
 
 #: Recipe options a user may override; None keeps the recipe's value.
 TRAINING_FIELDS = ("epochs", "batch_size", "lr", "momentum", "schedule", "early_stopping",
-                   "patience", "val_fraction", "augment")
+                   "patience", "val_fraction", "augment", "optimizer", "weight_decay",
+                   "label_smoothing", "augmentation", "precision")
 
 
 @dataclass(frozen=True)
@@ -50,7 +51,8 @@ class RunOptions:
     ``evaluate``, ``explain``, ``faithfulness`` and ``report`` each have their own options,
     so nothing set for training changes another stage. ``device`` and ``data_dir`` are
     shared by every stage (documented: they say where to run and where the data is).
-    ``from_keras`` imports a trained Keras file instead of training.
+    ``from_keras`` imports a trained Keras file instead of training; ``pretrained`` takes
+    the task's shipped ``best`` model (:mod:`cnnlens.pipeline.pretrained`).
     """
 
     task: str = "mnist1d"
@@ -72,6 +74,12 @@ class RunOptions:
     patience: int | None = None
     val_fraction: float | None = None
     augment: bool | None = None
+    optimizer: str | None = None
+    weight_decay: float | None = None
+    label_smoothing: float | None = None
+    augmentation: str | None = None
+    precision: str | None = None
+    pretrained: bool = False  # the task's shipped best model instead of training
     tb_cams_every: int | None = None  # CAM images in TensorBoard every N epochs (0: off)
     evaluate: EvaluateOptions = field(default_factory=EvaluateOptions)
     explain: ExplainOptions = field(default_factory=ExplainOptions)
@@ -150,7 +158,7 @@ def options_from(base: RunOptions | None, fields_: dict[str, Any]) -> RunOptions
 
 
 def run_config(options: RunOptions) -> tuple[dict[str, Any], Any]:
-    """The run's config (and, for ``from_keras``, the imported model and its sidecar)."""
+    """The run's config (and, for ``from_keras``/``pretrained``, the model and its sidecar)."""
     if options.from_keras is not None:
         from cnnlens.pipeline.config import data_config
 
@@ -160,6 +168,16 @@ def run_config(options: RunOptions) -> tuple[dict[str, Any], Any]:
         if options.model is not None:
             raise CnnlensError("--from-keras builds the task's own model; --model does not apply")
         cfg, model, meta = keras_run_config(options.from_keras, task=options.task, data=data)
+        cfg["device"] = options.device
+        return cfg, (model, meta)
+    if options.pretrained:
+        from cnnlens.pipeline.pretrained import check_pretrained_options, pretrained_run_config
+
+        check_pretrained_options({**options.training_overrides(), "model": options.model,
+                                  "from_keras": options.from_keras})
+        cfg, model, meta = pretrained_run_config(
+            options.task, data_dir=options.data_dir, image_size=options.image_size,
+            cache_dir=options.cache_dir, skip_bad=options.skip_bad, seed=options.seed)
         cfg["device"] = options.device
         return cfg, (model, meta)
     cfg = make_config(task=options.task, model=options.model, recipe=options.recipe,
@@ -183,7 +201,8 @@ def _cam_logger(options: RunOptions, cfg: dict[str, Any], data: TaskData) -> lis
     if every == 0 or len(data.test) == 0:  # type: ignore[arg-type]
         return []
     if every is None:
-        epochs = cfg.get("epochs") or epochs_for(get_recipe(options.recipe), cfg["task"])
+        epochs = cfg.get("epochs") or epochs_for(get_recipe(options.recipe, cfg["task"]),
+                                                   cfg["task"])
         every = max(1, int(epochs) // 10)
     spec = MODELS.get(cfg["model"])
     layer = spec.cam_layer if spec is not None else None
@@ -259,7 +278,9 @@ def _run_stage(name: str, run_dir: RunDir, opts: RunOptions, data: TaskData, pro
     t0 = time.perf_counter()
     # rank 0 decides for all: every process must run (or skip) the same stages
     if ranks.on_main(lambda: STAGES[name].is_done(run_dir, stage_opts[name])):
-        detail = "imported model" if name == "train" and opts.from_keras else "already done"
+        detail = "already done"
+        if name == "train" and (opts.from_keras or opts.pretrained):
+            detail = "shipped pretrained model" if opts.pretrained else "imported model"
         prog.stage(name, "skipped", detail)
         result.stages[name] = {"status": "skipped", "seconds": 0.0}
         _read_existing(name, run_dir, result)

@@ -83,7 +83,8 @@ class Step:
         return self.loss_sum / self.n if self.n else math.nan
 
 
-def step_loss(logits: torch.Tensor, y: torch.Tensor, ranks: Ranks, *, stop: bool) -> Step:
+def step_loss(logits: torch.Tensor, y: torch.Tensor, ranks: Ranks, *, stop: bool,
+              label_smoothing: float = 0.0) -> Step:
     """Cross-entropy of a batch; with several ranks, its share of the global mean loss.
 
     One process: the plain mean loss, exactly as before. Several: one small all-reduce of
@@ -92,10 +93,11 @@ def step_loss(logits: torch.Tensor, y: torch.Tensor, ranks: Ranks, *, stop: bool
     """
     correct = (logits.argmax(1) == y).sum()
     if not ranks.active:
-        loss = nn.functional.cross_entropy(logits, y)
+        loss = nn.functional.cross_entropy(logits, y, label_smoothing=label_smoothing)
         b = int(y.shape[0])
         return Step(loss, loss.item() * b, int(correct), b, stop)
-    loss_sum = nn.functional.cross_entropy(logits, y, reduction="sum")
+    loss_sum = nn.functional.cross_entropy(logits, y, reduction="sum",
+                                           label_smoothing=label_smoothing)
     totals = ranks.all_sum([float(loss_sum.detach()), float(correct), float(y.shape[0]),
                             float(stop)])
     n = int(totals[2])

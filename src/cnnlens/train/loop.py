@@ -39,6 +39,13 @@ from cnnlens.pipeline.checkpoint import (
 from cnnlens.pipeline.folder import RunDir
 from cnnlens.train import ddp
 from cnnlens.train.recipes import Recipe, epochs_for, lr_at
+from cnnlens.train.speed import (
+    autocast,
+    prepare_batch,
+    resolve_precision,
+    to_channels_last,
+    uses_channels_last,
+)
 
 
 class TrainCallback:
@@ -79,9 +86,14 @@ def kernel_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Par
     return kernels, others
 
 
-def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.SGD:
-    """SGD where weight decay ``2·l2`` on kernels equals Keras' ``loss += l2·Σw²``."""
+def make_optimizer(model: nn.Module, recipe: Recipe) -> torch.optim.Optimizer:
+    """SGD where weight decay ``2·l2`` on kernels equals Keras' ``loss += l2·Σw²``, or AdamW
+    with decoupled ``weight_decay`` on kernels (biases and norm scales never decay)."""
     kernels, others = kernel_parameters(model)
+    if recipe.optimizer == "adamw":
+        return torch.optim.AdamW(
+            [{"params": kernels, "weight_decay": recipe.weight_decay},
+             {"params": others, "weight_decay": 0.0}], lr=recipe.lr)
     groups = [
         {"params": kernels, "weight_decay": 2.0 * recipe.l2},
         {"params": others, "weight_decay": 0.0},
@@ -117,13 +129,6 @@ def loss_and_accuracy(
         model.train(was_training)
     total_loss, correct = ranks.all_sum([total_loss, correct])
     return total_loss / n, correct / n
-
-
-def _autocast(device: torch.device) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast on CUDA (no loss scaling needed); a no-op on CPU."""
-    if device.type == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
 
 
 class _StopFlag:
@@ -194,6 +199,9 @@ def _train(run: RunDir, *, data: TaskData | None, resume: bool,
     torch.manual_seed(seed)
     model_kwargs = cfg.get("model_kwargs") or {}
     model = build_model(cfg["model"], **model_kwargs).to(device)
+    channels_last = uses_channels_last(data.train[0][0].unsqueeze(0), device)
+    if channels_last:
+        to_channels_last(model)
     optimizer = make_optimizer(model, recipe)
     shuffle = torch.Generator().manual_seed(seed)
     history: list[dict[str, Any]] = []
@@ -208,6 +216,7 @@ def _train(run: RunDir, *, data: TaskData | None, resume: bool,
         "class_names": data.class_names,
         "recipe": recipe.to_dict(),
         "seed": seed,
+        "precision": resolve_precision(recipe.precision, device),
     }
 
     state_path = run.checkpoints / "last_state.pt"
@@ -243,7 +252,7 @@ def _train(run: RunDir, *, data: TaskData | None, resume: bool,
         with stop_flag.installed():
             for epoch in range(start, epochs):
                 stats = _train_epoch(net, optimizer, data, recipe, epoch, epochs, shuffle,
-                                     device, cb, stop_flag, partial, ranks)
+                                     device, cb, stop_flag, partial, ranks, channels_last)
                 partial = None
                 if stats.get("interrupted"):
                     if ranks.is_main:
@@ -334,10 +343,12 @@ def _train_epoch(
     stop: _StopFlag,
     partial: dict[str, Any] | None,
     ranks: Ranks,
+    channels_last: bool = False,
 ) -> dict[str, Any]:
-    lr = lr_at(recipe, epoch)
+    lr = lr_at(recipe, epoch, epochs)
     for group in optimizer.param_groups:
         group["lr"] = lr
+    per_step = recipe.schedule == "onecycle"  # lr is a function of the step, set every batch
     set_epoch = getattr(data.train, "set_epoch", None)
     if callable(set_epoch):
         set_epoch(epoch)
@@ -356,13 +367,19 @@ def _train_epoch(
         torch.set_rng_state(partial["torch_rng"])
         cb.on_batch_end(seen, total_loss / max(seen, 1), correct / max(seen, 1))
     bs = recipe.batch_size
-    t0 = time.perf_counter()
+    steps = math.ceil(n / bs)
+    t0, cpu0 = time.perf_counter(), time.process_time()
     batches = ddp.rank_batches(data.train, order[skip * bs:], bs, ranks)
     for step, (x, y) in enumerate(batches, start=skip):
-        x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
-        with _autocast(device):
+        x = prepare_batch(x.to(device, non_blocking=True), channels_last)
+        y = y.to(device, non_blocking=True)
+        if per_step:
+            for group in optimizer.param_groups:
+                group["lr"] = lr_at(recipe, epoch + step / steps, epochs)
+        with autocast(device, recipe.precision):
             logits = net(x)
-        totals = ddp.step_loss(logits.float(), y, ranks, stop=stop.set)
+        totals = ddp.step_loss(logits.float(), y, ranks, stop=stop.set,
+                               label_smoothing=recipe.label_smoothing)
         if not math.isfinite(totals.loss_sum):
             raise CnnlensError(
                 f"loss became {totals.mean_loss} at epoch {epoch + 1}, batch {step + 1} "
@@ -389,6 +406,9 @@ def _train_epoch(
         "loss": total_loss / seen,
         "accuracy": correct / seen,
         "seconds": seconds,
+        # CPU seconds of this process (all threads) in this epoch's steps: on a shared
+        # machine wall time includes the neighbours, this does not
+        "cpu_seconds": time.process_time() - cpu0,
         "items_per_s": seen / seconds if seconds > 0 else math.nan,
     }
     if len(data.val):  # type: ignore[arg-type]
