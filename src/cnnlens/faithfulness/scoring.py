@@ -11,6 +11,7 @@ least-relevant-first 10 %, share one solve and one forward pass.
 from __future__ import annotations
 
 import contextlib
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,8 +27,10 @@ from cnnlens.explain.checks import (
     check_class_bound,
     check_inputs,
     match_model_dtype,
+    model_error,
 )
 from cnnlens.explain.checks import check_targets as _engine_targets
+from cnnlens.explain.engine import is_oom
 from cnnlens.faithfulness import imputation as imp
 
 SCORE = "softmax probability of the target class"
@@ -129,20 +132,44 @@ def device_of(model: nn.Module) -> torch.device:
     return p.device if p is not None else torch.device("cpu")
 
 
+#: Per model and sample shape, the batch size left after an out-of-memory error, so later
+#: calls (a metric makes many) start from a size that fitted instead of failing again.
+_BATCH_FITS: weakref.WeakKeyDictionary[nn.Module, dict[tuple[int, ...], int]] = (
+    weakref.WeakKeyDictionary())
+
+
 def target_probs(
     model: nn.Module, x: Tensor, targets: Tensor | None = None, *, batch_size: int | None = None
 ) -> tuple[Tensor, Tensor]:
     """Softmax probability of the target class per sample (targets default to the argmax)."""
     dev = device_of(model)
     bs = check_batch_size(batch_size) or auto_batch(x)
+    fits = _BATCH_FITS.setdefault(model, {})
+    sample = tuple(x.shape[1:])
+    bs = min(bs, fits.get(sample, bs))
     probs, tgts = [], []
+    i, n = 0, x.shape[0]
     with eval_mode(model), torch.no_grad():
-        for i in range(0, x.shape[0], bs):
-            p = F.softmax(model(match_model_dtype(model, x[i : i + bs].to(dev))).float(), dim=1)
-            t = p.argmax(1) if targets is None else targets[i : i + bs].to(dev)
+        while i < n:
+            sl = slice(i, min(n, i + bs))
+            try:
+                logits = model(match_model_dtype(model, x[sl].to(dev)))
+            except RuntimeError as exc:
+                # Out of memory: halve the batch for the rest of the call and retry this one.
+                if not is_oom(exc):
+                    raise model_error(exc, x[sl]) from exc
+                if sl.stop - sl.start <= 1:
+                    raise
+                if dev.type == "cuda":
+                    torch.cuda.empty_cache()
+                bs = fits[sample] = max(1, (sl.stop - sl.start) // 2)
+                continue
+            p = F.softmax(logits.float(), dim=1)
+            t = p.argmax(1) if targets is None else targets[sl].to(dev)
             check_class_bound(t, p.shape[1])
             probs.append(p.gather(1, t[:, None])[:, 0].cpu())
             tgts.append(t.cpu())
+            i = sl.stop
     return torch.cat(probs), torch.cat(tgts)
 
 
