@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import math
+import weakref
+
 import torch
+from torch import nn
 
 from cnnlens.errors import CnnlensError
 
@@ -22,3 +26,45 @@ def resolve_device(name: str = "auto") -> torch.device:
             f"--device {name!r}: CUDA is not available on this machine; use cpu or auto"
         )
     return dev
+
+
+def is_oom(exc: BaseException) -> bool:
+    """A device out-of-memory error (callers halve their batch and retry)."""
+    oom_type = getattr(torch.cuda, "OutOfMemoryError", None)
+    return (oom_type is not None and isinstance(exc, oom_type)) or (
+        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
+    )
+
+
+#: Input values per inference forward of image batches (2 tiles of 3×224×224, 128 of 3×32×32).
+#: Measured on this project's 2-core CPU with the VGG-7 at 224 px, no gradients: 2–3 tiles
+#: in channels-last format score 35–41 tiles/s; 6 tiles NCHW 13.6, 16 tiles NCHW 10–12
+#: (larger batches leave the cache).
+INFERENCE_ELEMENTS = 2**19
+
+#: Models whose forward failed on a channels-last batch (e.g. a ``view`` on a strided tensor).
+_NCHW_ONLY: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+
+
+def inference_rows(x: torch.Tensor) -> int:
+    """Samples per inference forward so that one holds about ``INFERENCE_ELEMENTS`` values."""
+    per = max(1, math.prod(x.shape[1:]))
+    return max(1, min(int(x.shape[0]) or 1, INFERENCE_ELEMENTS // per))
+
+
+def inference_forward(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model(x)``, with image batches ``(N, C, H, W)`` in channels-last memory format.
+
+    Same values up to float rounding (about 1e-6), 1.3–2.8x faster for the VGG-7 on this
+    CPU. A model that cannot take a channels-last input is remembered and run as given.
+    """
+    if x.dim() != 4 or model in _NCHW_ONLY:
+        return model(x)
+    try:
+        out: torch.Tensor = model(x.contiguous(memory_format=torch.channels_last))
+    except RuntimeError as exc:
+        if is_oom(exc):
+            raise
+        _NCHW_ONLY.add(model)
+        return model(x)
+    return out

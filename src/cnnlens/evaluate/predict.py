@@ -10,6 +10,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from cnnlens.data.batching import iterate_batches
+from cnnlens.device import inference_forward, inference_rows
 
 
 @torch.inference_mode()
@@ -32,8 +33,11 @@ def predict_proba(
     probs, labels = [], []
     try:
         for x, y in iterate_batches(dataset, order, batch_size):
-            logits = model(x.to(device)).float()
-            probs.append(torch.softmax(logits, dim=1).cpu().numpy())
+            x = x.to(device)
+            rows = inference_rows(x)  # decode in large batches, run in cache-sized ones
+            for i in range(0, x.shape[0], rows):
+                logits = inference_forward(model, x[i : i + rows]).float()
+                probs.append(torch.softmax(logits, dim=1).cpu().numpy())
             labels.append(np.asarray(y))
     finally:
         model.train(was_training)

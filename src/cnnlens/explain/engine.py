@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlens.device import is_oom
 from cnnlens.errors import CnnlensError, unknown_choice
 from cnnlens.explain.checks import check_class_bound, model_error
 from cnnlens.explain.layers import sequential_tail
@@ -138,14 +139,6 @@ class LayerContext:
                 logits = eng.model(build(sl))
                 out[sl] = target_scores(logits, self.targets[rows[sl]], eng.score)
         return out
-
-
-def is_oom(exc: BaseException) -> bool:
-    """A device out-of-memory error (the chunk is halved and retried)."""
-    oom_type = getattr(torch.cuda, "OutOfMemoryError", None)
-    return (oom_type is not None and isinstance(exc, oom_type)) or (
-        isinstance(exc, RuntimeError) and "out of memory" in str(exc).lower()
-    )
 
 
 class Engine:

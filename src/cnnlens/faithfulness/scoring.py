@@ -21,6 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from cnnlens.device import INFERENCE_ELEMENTS, inference_forward, is_oom
 from cnnlens.errors import CnnlensError
 from cnnlens.explain.checks import (
     check_batch_size,
@@ -30,14 +31,12 @@ from cnnlens.explain.checks import (
     model_error,
 )
 from cnnlens.explain.checks import check_targets as _engine_targets
-from cnnlens.explain.engine import is_oom
 from cnnlens.faithfulness import imputation as imp
 
 SCORE = "softmax probability of the target class"
-#: Input values per scoring batch when batch_size is None (4 MB in float32): measured on
-#: the VGG-7 at 224 px, chunks of a few images run faster than one large batch, whose
-#: activations (27 × 32 × 224² floats = 170 MB per layer) no longer fit in cache.
-BATCH_ELEMENTS = 2**20
+#: Input values per scoring batch when batch_size is None: small channels-last batches are
+#: fastest on CPU (see :data:`cnnlens.device.INFERENCE_ELEMENTS`: 2 tiles at 224 px).
+BATCH_ELEMENTS = INFERENCE_ELEMENTS
 BASELINES = ("zero", "mean", "road")
 
 
@@ -121,7 +120,7 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 def auto_batch(x: Tensor) -> int:
     """Samples per batch so one batch holds about ``BATCH_ELEMENTS`` input values.
 
-    Tiny 1-D signals go through in one batch; 224 px images in chunks of 6.
+    Tiny 1-D signals go through in one batch; 224 px images in chunks of 3.
     """
     per = max(1, int(np.prod(x.shape[1:])))
     return max(1, min(int(x.shape[0]) or 1, BATCH_ELEMENTS // per))
@@ -153,7 +152,7 @@ def target_probs(
         while i < n:
             sl = slice(i, min(n, i + bs))
             try:
-                logits = model(match_model_dtype(model, x[sl].to(dev)))
+                logits = inference_forward(model, match_model_dtype(model, x[sl].to(dev)))
             except RuntimeError as exc:
                 # Out of memory: halve the batch for the rest of the call and retry this one.
                 if not is_oom(exc):
