@@ -14,6 +14,7 @@ from cnnlens.cli._common import (
     positive_int,
     prepare_pretrained,
     skip_bad_data,
+    split_list,
 )
 
 
@@ -30,8 +31,8 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a trained cnnlens run folder")
     add_pretrained_option(p)
-    p.add_argument("--methods", default=None,
-                   help=f"comma-separated CAM methods, of {', '.join(METHODS)} "
+    p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                   help=f"CAM methods (space- or comma-separated) of {', '.join(METHODS)} "
                    "(default: gradcam,gradcampp,ablationcam)")
     p.add_argument("--layer", default=None,
                    help="layer to explain at, for all methods (NAME) or per method "
@@ -66,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         summary = run_explain(
             args.run_dir,
-            methods=args.methods,
+            methods=split_list(args.methods),
             layer=parse_layer(args.layer),
             split=args.split,
             limit=args.limit,

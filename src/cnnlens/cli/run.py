@@ -38,9 +38,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run of another config in --out")
     e = p.add_argument_group("explain and faithfulness")
-    e.add_argument("--methods", default=None,
-                   help=f"CAM methods, comma-separated, of {', '.join(METHODS)} (default: "
-                   "gradcam,gradcampp,ablationcam)")
+    e.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
+                   help=f"CAM methods (space- or comma-separated) of {', '.join(METHODS)} "
+                   "(default: gradcam gradcampp ablationcam)")
     e.add_argument("--layer", default=None,
                    help="CAM layer for all methods (NAME) or per method (gradcam=NAME,...); "
                    "default: the model's (the study's layers), or for your own model the last "
@@ -76,7 +76,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
     from cnnlens.report.images import DEFAULT_MAX_IMAGE_PX
     from cnnlens.report.stage import ReportOptions
 
-    methods = split_list([args.methods]) if args.methods else None
+    methods = split_list(args.methods) if args.methods else None
     layer = parse_layer(args.layer)
     explain = ExplainOptions(methods=tuple(methods) if methods else None, layer=layer,
                              score=args.score, limit=args.limit)

@@ -192,7 +192,21 @@ def is_done(run: RunDir, options: ExplainOptions | None = None) -> bool:
     return (done.get("request") == opts.request()
             and done.get("model_digest") == run.model_digest() != ""
             and bool(files)
-            and all((run.cams_dir / str(f)).is_file() for f in files.values()))
+            and all(_readable(run.cams_dir / str(f)) for f in files.values()))
+
+
+def _readable(path: Path) -> bool:
+    """The file is there and, for an ``.npz``, its zip directory reads (a truncated or empty
+    archive fails here cheaply: the directory sits at its end)."""
+    if not path.is_file():
+        return False
+    if path.suffix != ".npz":
+        return True
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            return bool(f.files)
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return False
 
 
 def run_explain(

@@ -276,8 +276,12 @@ def _run_stage(name: str, run_dir: RunDir, opts: RunOptions, data: TaskData, pro
         "faithfulness": opts.faithfulness, "report": opts.report,
     }
     t0 = time.perf_counter()
-    # rank 0 decides for all: every process must run (or skip) the same stages
-    if ranks.on_main(lambda: STAGES[name].is_done(run_dir, stage_opts[name])):
+    # A stage whose inputs were just rewritten runs again; otherwise its skip rule decides
+    # (rank 0 decides for all: every process must run or skip the same stages).
+    upstream_ran = any(result.stages.get(s, {}).get("status") == "ran"
+                       for s in STAGES[name].reads)
+    if not upstream_ran and ranks.on_main(lambda: STAGES[name].is_done(run_dir,
+                                                                       stage_opts[name])):
         detail = "already done"
         if name == "train" and (opts.from_keras or opts.pretrained):
             detail = "shipped pretrained model" if opts.pretrained else "imported model"

@@ -25,19 +25,23 @@ def _trained(run: RunDir, _options: Any = None) -> bool:
 
 @dataclass(frozen=True)
 class Stage:
-    """One stage: its name, what it writes, and its skip rule."""
+    """One stage: its name, what it writes, its skip rule, and the stages whose outputs it
+    reads (when one of those ran again, this one runs again whatever its skip rule says)."""
 
     name: str
     writes: str
     is_done: Callable[[RunDir, Any], bool]
+    reads: tuple[str, ...] = ()
 
 
 STAGES: dict[str, Stage] = {
     "train": Stage("train", "checkpoints/, tb/, train/", _trained),
-    "evaluate": Stage("evaluate", "eval/", evaluate_stage.is_done),
-    "explain": Stage("explain", "cams/", explain_stage.is_done),
-    "faithfulness": Stage("faithfulness", "faithfulness/", faithfulness_stage.is_done),
-    "report": Stage("report", "report.html", report_stage.is_done),
+    "evaluate": Stage("evaluate", "eval/", evaluate_stage.is_done, ("train",)),
+    "explain": Stage("explain", "cams/", explain_stage.is_done, ("train",)),
+    "faithfulness": Stage("faithfulness", "faithfulness/", faithfulness_stage.is_done,
+                          ("train", "explain")),
+    "report": Stage("report", "report.html", report_stage.is_done,
+                    ("train", "evaluate", "explain", "faithfulness")),
 }
 STAGE_NAMES: tuple[str, ...] = tuple(STAGES)
 
