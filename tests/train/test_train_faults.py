@@ -112,6 +112,7 @@ def test_kill_during_a_checkpoint_write_keeps_the_previous_one(
     assert meta["epoch"] == 0
     proc = subprocess.run([sys.executable, "-m", "cnnlens", "run", "--epochs", "3", "--device",
                            "cpu", "--tb-cams-every", "0", "--limit", "40", "--no-sanity",
+                           "--methods", "gradcam", "--metrics", "drop_increase",
                            "--out", str(out)], env=_env(),
                           timeout=900, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]

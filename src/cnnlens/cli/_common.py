@@ -13,7 +13,7 @@ from cnnlens.data import TASKS
 from cnnlens.data.augment import AUGMENTATIONS
 from cnnlens.errors import CnnlensError
 from cnnlens.models import MODELS
-from cnnlens.pipeline.runner import Progress
+from cnnlens.pipeline.progress import Progress
 from cnnlens.train.loop import TrainCallback
 from cnnlens.train.recipes import OPTIMIZERS, PRECISIONS, SCHEDULES, recipe_names
 

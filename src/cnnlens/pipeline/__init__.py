@@ -21,7 +21,7 @@ _EXPORTS = {
     "import_keras": "keras",
     "STAGES": "stages",
     "STAGE_NAMES": "stages",
-    "Progress": "runner",
+    "Progress": "progress",
     "RunOptions": "runner",
     "RunResult": "runner",
     "run": "runner",

@@ -31,10 +31,11 @@ from cnnlens.faithfulness.stage import FaithfulnessOptions
 from cnnlens.pipeline.config import make_config
 from cnnlens.pipeline.folder import RunDir, locked_run_dir
 from cnnlens.pipeline.keras import keras_run_config, write_imported
+from cnnlens.pipeline.progress import Progress
 from cnnlens.pipeline.stages import STAGE_NAMES, STAGES
 from cnnlens.report import stage as report_stage
 from cnnlens.report.stage import ReportOptions
-from cnnlens.train.loop import EpochHook, TrainCallback, train_run
+from cnnlens.train.loop import EpochHook, train_run
 
 #: Recipe options a user may override; None keeps the recipe's value.
 TRAINING_FIELDS = ("epochs", "batch_size", "lr", "momentum", "schedule", "early_stopping",
@@ -105,26 +106,6 @@ class RunOptions:
         self.explain.validate()
         self.faithfulness.validate()
         self.report.validate()
-
-
-class Progress:
-    """Where the pipeline reports what it does; the default ignores everything.
-
-    The CLI subclasses it to print stage lines and progress bars.
-    """
-
-    def stage(self, name: str, status: str, detail: str = "") -> None:
-        """``status`` is ``"start"``, ``"skipped"`` (detail says why) or ``"done"``."""
-
-    def note(self, text: str) -> None:
-        """A line worth showing (e.g. which CAM layer was chosen automatically)."""
-
-    def update(self, what: str, done: int, total: int) -> None:
-        """Progress inside a stage (``what``: ``cams``, ``figures``, ``metrics``, ...)."""
-
-    def training(self) -> TrainCallback:
-        """The training loop's per-batch callback."""
-        return TrainCallback()
 
 
 @dataclass
