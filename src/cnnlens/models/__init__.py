@@ -48,22 +48,24 @@ def _fit_mnist1d(shape: tuple[int, ...], k: int) -> dict[str, Any]:
     return {"in_channels": shape[0], "length": shape[1], "num_classes": k}
 
 
-def _fit_images(name: str) -> Callable[[tuple[int, ...], int], dict[str, Any]]:
+def _fit_channels(name: str, dims: int) -> Callable[[tuple[int, ...], int], dict[str, Any]]:
+    """Build options of a model that adapts to any channel count of signals or images."""
+    kind = "signals (C, L)" if dims == 2 else "images (C, H, W)"
+
     def fit(shape: tuple[int, ...], k: int) -> dict[str, Any]:
-        if len(shape) != 3:
-            raise CnnlensError(f"model {name} takes images (C, H, W); the data is {shape}")
+        if len(shape) != dims:
+            raise CnnlensError(f"model {name} takes {kind}; the data is {shape}")
         return {"in_channels": shape[0], "num_classes": k}
 
     return fit
+
+
+def _fit_images(name: str) -> Callable[[tuple[int, ...], int], dict[str, Any]]:
+    return _fit_channels(name, 3)
 
 
 def _fit_signals(name: str) -> Callable[[tuple[int, ...], int], dict[str, Any]]:
-    def fit(shape: tuple[int, ...], k: int) -> dict[str, Any]:
-        if len(shape) != 2:
-            raise CnnlensError(f"model {name} takes signals (C, L); the data is {shape}")
-        return {"in_channels": shape[0], "num_classes": k}
-
-    return fit
+    return _fit_channels(name, 2)
 
 
 MODELS: dict[str, ModelSpec] = {
