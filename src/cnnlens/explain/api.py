@@ -31,6 +31,7 @@ class CamResult:
     targets: Tensor  # (N,) class explained per sample
     predicted: Tensor  # (N,) argmax of the model output
     scores: Tensor  # (N,) target score (logit or probability, see ``score``)
+    logits: Tensor  # (N, classes) the model output of the pass that made the maps
     method: str
     layer: str
     score: str
@@ -80,7 +81,7 @@ def explain_methods(
     raws: dict[str, list[Tensor]] = {s.name: [] for s in specs}
     own = dict.fromkeys(raws, 0.0)
     shared = 0.0
-    outs: list[tuple[Tensor, Tensor, Tensor]] = []
+    outs: list[tuple[Tensor, Tensor, Tensor, Tensor]] = []
     with preserved_model_state(model):
         start, first = 0, True
         chunks = engine.chunks(x)
@@ -113,7 +114,7 @@ def explain_methods(
                 raws[method].append(raw)
             # Without given targets, the engine's targets are the prediction already.
             predicted = ctx.targets if wanted is None else ctx.logits.argmax(dim=1)
-            outs.append((ctx.targets, predicted, ctx.scores))
+            outs.append((ctx.targets, predicted, ctx.scores, ctx.logits.detach()))
             del ctx
             start, first = sl.stop, False
             size = engine.sample_rows
@@ -122,6 +123,7 @@ def explain_methods(
     targets_t = torch.cat([o[0] for o in outs])
     predicted = torch.cat([o[1] for o in outs])
     scores = torch.cat([o[2] for o in outs]).float()
+    logits = torch.cat([o[3] for o in outs])
     results: dict[str, CamResult] = {}
     for spec in specs:
         t1 = time.perf_counter()
@@ -132,7 +134,7 @@ def explain_methods(
         own[spec.name] += time.perf_counter() - t1
         results[spec.name] = CamResult(
             maps=maps, raw=raw, targets=targets_t, predicted=predicted, scores=scores,
-            method=spec.name, layer=name, score=score,
+            logits=logits, method=spec.name, layer=name, score=score,
             seconds=own[spec.name] + shared / len(specs),
         )
     return results

@@ -305,16 +305,20 @@ def _explain(run: RunDir, opts: ExplainOptions, *, device: str | torch.device,
     shard = ranks.shard(n)
     for idx, x, y in _batches(ds, shard.indices, bs):
         x = x.to(dev)
-        with torch.no_grad():
-            probs = torch.softmax(model(x).float(), dim=1)
-        pred = probs.argmax(dim=1)
-        idx_parts.append(idx)
-        label_parts.append(y.numpy())
-        pred_parts.append(pred.cpu().numpy())
-        prob_parts.append(probs.cpu().numpy())
+        # The first layer's pass predicts (targets None: the argmax of its own forward), so
+        # no separate forward is needed; the other layers explain the same classes.
+        pred: torch.Tensor | None = None
         for layer_name, group in groups.items():
             results = explain_methods(model, x, layer=layer_name, methods=group, targets=pred,
                                       score=plan.score, upsample=False, normalize=False)
+            if pred is None:
+                first = next(iter(results.values()))
+                pred = first.targets
+                probs = torch.softmax(first.logits.float(), dim=1)
+                idx_parts.append(idx)
+                label_parts.append(y.numpy())
+                pred_parts.append(pred.cpu().numpy())
+                prob_parts.append(probs.cpu().numpy())
             for method, res in results.items():
                 seconds[method] += res.seconds
                 parts[method]["raw"].append(res.raw.detach().float().cpu().numpy())
