@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlens.device import INFERENCE_ELEMENTS, inference_forward, is_oom
+from cnnlens.device import inference_forward, inference_rows, is_oom
 from cnnlens.errors import CnnlensError
 from cnnlens.explain.checks import (
     check_batch_size,
@@ -34,9 +34,6 @@ from cnnlens.explain.checks import check_targets as _engine_targets
 from cnnlens.faithfulness import imputation as imp
 
 SCORE = "softmax probability of the target class"
-#: Input values per scoring batch when batch_size is None: small channels-last batches are
-#: fastest on CPU (see :data:`cnnlens.device.INFERENCE_ELEMENTS`: 2 tiles at 224 px).
-BATCH_ELEMENTS = INFERENCE_ELEMENTS
 BASELINES = ("zero", "mean", "road")
 
 
@@ -118,12 +115,9 @@ def eval_mode(model: nn.Module) -> Iterator[None]:
 
 
 def auto_batch(x: Tensor) -> int:
-    """Samples per batch so one batch holds about ``BATCH_ELEMENTS`` input values.
-
-    Tiny 1-D signals go through in one batch; 224 px images in chunks of 3.
-    """
-    per = max(1, int(np.prod(x.shape[1:])))
-    return max(1, min(int(x.shape[0]) or 1, BATCH_ELEMENTS // per))
+    """Samples per scoring batch when ``batch_size`` is None: the inference chunk size
+    (:func:`cnnlens.device.inference_rows`; 224 px images in chunks of 3)."""
+    return inference_rows(x)
 
 
 def device_of(model: nn.Module) -> torch.device:
