@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -233,6 +234,10 @@ def fill_value(x: Tensor, baseline: str | float) -> Tensor:
     raise CnnlensError(f"baseline={baseline!r} is invalid; accepted: zero, mean or a number")
 
 
+#: Samples imputed together (the image solves share the threads), then scored in batches.
+IMPUTE_GROUP = 8
+
+
 class ImputedScores:
     """Target probabilities after noisy linear imputation, memoised per removal.
 
@@ -261,13 +266,24 @@ class ImputedScores:
                 for i in range(xs.shape[0])]
         todo = [i for i, k in enumerate(keys) if k not in self._cache]
         self.reused += len(keys) - len(todo)
-        for j in range(0, len(todo), bs):
-            idx = torch.as_tensor(todo[j : j + bs], dtype=torch.long)
-            filled = imp.impute(xs[idx], removed[idx], noise=self.noise, seed=self.seed)
-            p, _ = target_probs(model, filled, targets[idx], batch_size=bs)
-            for i, v in zip(idx.tolist(), p.tolist(), strict=True):
-                self._cache[keys[i]] = v
-            self.solved += int(idx.numel())
+        group = max(bs, IMPUTE_GROUP)  # solved on several threads, then forwarded in bs
+        groups = [torch.as_tensor(todo[j : j + group], dtype=torch.long)
+                  for j in range(0, len(todo), group)]
+
+        def fill(idx: Tensor) -> Tensor:
+            return imp.impute(xs[idx], removed[idx], noise=self.noise, seed=self.seed)
+
+        # The next group is imputed while this one is scored (the solves release the GIL).
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(fill, groups[0]) if groups else None
+            for g, idx in enumerate(groups):
+                assert pending is not None
+                filled = pending.result()
+                pending = pool.submit(fill, groups[g + 1]) if g + 1 < len(groups) else None
+                p, _ = target_probs(model, filled, targets[idx], batch_size=bs)
+                for i, v in zip(idx.tolist(), p.tolist(), strict=True):
+                    self._cache[keys[i]] = v
+                self.solved += int(idx.numel())
         return torch.tensor([self._cache[k] for k in keys], dtype=torch.float32)
 
 

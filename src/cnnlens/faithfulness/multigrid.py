@@ -1,0 +1,371 @@
+"""Multigrid-preconditioned conjugate gradients for the 2-D imputation systems.
+
+The ROAD system of an image (DESIGN §6) is the 9-point graph Laplacian of the pixel grid
+restricted to the removed pixels: ``D_i u_i - sum_j w_ij u_j = sum_(known j) w_ij x_j``. A
+sparse LU costs ``n^1.5`` per sample and dominated ROAD on 224 px tiles (0.2-0.3 s at 90 %
+removed, and 3 maps × 496 tiles × 10 removals make 14,880 systems). Here the system is
+solved on the pixel grid itself: conjugate gradients, preconditioned by one symmetric
+V-cycle (a forward Gauss-Seidel sweep going down, a backward one coming up, cell-centred
+bilinear prolongation and its transpose as restriction). A coarse cell is unknown when any of
+its pixels is; its stencil is the fine one re-discretised, with the diagonal raised to the
+row sum of the Galerkin operator ``P^T A P``, which is how strongly its known pixels hold it
+(without that, a one-pixel known frame vanishes from the coarse grids and CG needs 5× the
+iterations). The cost is linear in the number of removed pixels; about ten iterations
+reach 1e-8 on any mask tried (blobs, noise, frames, enclosed holes).
+
+CG stops when the largest entry of the preconditioned residual, which estimates the
+remaining error, is at most ``tol`` (in input units). The kernels are compiled with numba:
+Gauss-Seidel is sequential per pixel, and array libraries would make one pass over memory
+per stencil term. Channels share the mask and are solved in lockstep, three at a time.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numba
+import numpy as np
+
+W_DIRECT = 1.0 / 6.0
+W_DIAG = 1.0 / 12.0
+#: Grids whose shorter side is at most this are not coarsened further.
+COARSEST = 8
+#: Symmetric Gauss-Seidel sweeps that stand in for an exact solve on the coarsest grid.
+COARSE_SWEEPS = 20
+#: Largest preconditioned residual (input units) at which CG stops.
+TOL = 1e-7
+MAX_ITER = 500
+#: Channels solved together; the kernels are compiled for exactly this many.
+LANES = 3
+
+
+# Layout: every grid of the hierarchy is stored zero-padded by one pixel and flattened; all
+# grids are concatenated in one (total, LANES) array per quantity, grid l starting at
+# ``base[l]``. ``idx[start[l]:start[l + 1]]`` lists grid l's unknowns (global flat indices,
+# row-major), ``dinv`` their inverse diagonals, and ``near``/``far`` the coarse cells each one
+# interpolates from. Neighbours are at ``p ± 1``, ``p ± wp[l]`` and the diagonals.
+
+
+@numba.njit(cache=True, nogil=True)
+def _sum8(e: np.ndarray, p: int, wp: int, ch: int) -> float:
+    return (W_DIRECT * (e[p - 1, ch] + e[p + 1, ch] + e[p - wp, ch] + e[p + wp, ch])
+            + W_DIAG * (e[p - wp - 1, ch] + e[p - wp + 1, ch] + e[p + wp - 1, ch]
+                        + e[p + wp + 1, ch]))
+
+
+@numba.njit(cache=True, nogil=True)
+def _gauss_seidel(e: np.ndarray, f: np.ndarray, idx: np.ndarray, dinv: np.ndarray, s: int,
+                  t: int, wp: int, forward: bool) -> None:
+    """One Gauss-Seidel sweep of ``A e = f`` over ``idx[s:t]``, in order or reversed.
+
+    The neighbour updated just before (left going forward, right going back) is added last,
+    so only one multiply-add waits for it.
+    """
+    if forward:
+        for k in range(s, t):
+            p = idx[k]
+            d = dinv[k]
+            for ch in range(LANES):
+                a = (f[p, ch] + W_DIRECT * (e[p + 1, ch] + e[p - wp, ch] + e[p + wp, ch])
+                     + W_DIAG * ((e[p - wp - 1, ch] + e[p - wp + 1, ch])
+                                 + (e[p + wp - 1, ch] + e[p + wp + 1, ch])))
+                e[p, ch] = (a + W_DIRECT * e[p - 1, ch]) * d
+    else:
+        for k in range(t - 1, s - 1, -1):
+            p = idx[k]
+            d = dinv[k]
+            for ch in range(LANES):
+                a = (f[p, ch] + W_DIRECT * (e[p - 1, ch] + e[p - wp, ch] + e[p + wp, ch])
+                     + W_DIAG * ((e[p - wp - 1, ch] + e[p - wp + 1, ch])
+                                 + (e[p + wp - 1, ch] + e[p + wp + 1, ch])))
+                e[p, ch] = (a + W_DIRECT * e[p + 1, ch]) * d
+
+
+@numba.njit(cache=True, nogil=True)
+def _residual(e: np.ndarray, f: np.ndarray, out: np.ndarray, idx: np.ndarray,
+              dinv: np.ndarray, s: int, t: int, wp: int) -> None:
+    """``out = f - A e`` on ``idx[s:t]``."""
+    for k in range(s, t):
+        p = idx[k]
+        d = dinv[k]
+        for ch in range(LANES):
+            out[p, ch] = f[p, ch] - (e[p, ch] / d - _sum8(e, p, wp, ch))
+
+
+@numba.njit(cache=True, nogil=True)
+def _matvec(e: np.ndarray, out: np.ndarray, idx: np.ndarray, dinv: np.ndarray, s: int, t: int,
+            wp: int) -> None:
+    """``out = A e`` on ``idx[s:t]``."""
+    for k in range(s, t):
+        p = idx[k]
+        d = dinv[k]
+        for ch in range(LANES):
+            out[p, ch] = e[p, ch] / d - _sum8(e, p, wp, ch)
+
+
+@numba.njit(cache=True, nogil=True)
+def _restrict(r: np.ndarray, rc: np.ndarray, idx: np.ndarray, near: np.ndarray,
+              far: np.ndarray, s: int, t: int) -> None:
+    """``rc += P^T r``: each fine value scattered to its four coarse cells (9:3:3:1 / 16)."""
+    for k in range(s, t):
+        p = idx[k]
+        c0, c1, c2, c3 = near[k], far[k, 0], far[k, 1], far[k, 2]
+        for ch in range(LANES):
+            v = r[p, ch]
+            rc[c0, ch] += 0.5625 * v
+            rc[c1, ch] += 0.1875 * v
+            rc[c2, ch] += 0.1875 * v
+            rc[c3, ch] += 0.0625 * v
+
+
+@numba.njit(cache=True, nogil=True)
+def _prolong_add(ec: np.ndarray, e: np.ndarray, idx: np.ndarray, near: np.ndarray,
+                 far: np.ndarray, s: int, t: int) -> None:
+    """``e += P ec`` on the fine unknowns ``idx[s:t]`` (known coarse cells hold 0)."""
+    for k in range(s, t):
+        p = idx[k]
+        c0, c1, c2, c3 = near[k], far[k, 0], far[k, 1], far[k, 2]
+        for ch in range(LANES):
+            e[p, ch] += (0.5625 * ec[c0, ch] + 0.1875 * (ec[c1, ch] + ec[c2, ch])
+                         + 0.0625 * ec[c3, ch])
+
+
+@numba.njit(cache=True, nogil=True)
+def _zero(a: np.ndarray, idx: np.ndarray, s: int, t: int) -> None:
+    """``a = 0`` on ``idx[s:t]`` (work arrays stay 0 everywhere else)."""
+    for k in range(s, t):
+        for ch in range(LANES):
+            a[idx[k], ch] = 0.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _vcycle(e: np.ndarray, f: np.ndarray, r: np.ndarray, idx: np.ndarray, dinv: np.ndarray,
+            near: np.ndarray, far: np.ndarray, start: np.ndarray, wp: np.ndarray) -> None:
+    """``e = M f`` on grid 0, M the symmetric V-cycle (a fixed SPD operator).
+
+    ``e`` must be 0 at every known position of every grid, and stays so; ``f``/``r`` are
+    only read where written.
+    """
+    last = wp.size - 1
+    for lv in range(last):
+        _zero(e, idx, start[lv], start[lv + 1])
+        _gauss_seidel(e, f, idx, dinv, start[lv], start[lv + 1], wp[lv], True)
+        _residual(e, f, r, idx, dinv, start[lv], start[lv + 1], wp[lv])
+        _zero(f, idx, start[lv + 1], start[lv + 2])
+        _restrict(r, f, idx, near, far, start[lv], start[lv + 1])
+    _zero(e, idx, start[last], start[last + 1])
+    for _ in range(COARSE_SWEEPS):
+        _gauss_seidel(e, f, idx, dinv, start[last], start[last + 1], wp[last], True)
+        _gauss_seidel(e, f, idx, dinv, start[last], start[last + 1], wp[last], False)
+    for lv in range(last - 1, -1, -1):
+        _prolong_add(e, e, idx, near, far, start[lv], start[lv + 1])
+        _gauss_seidel(e, f, idx, dinv, start[lv], start[lv + 1], wp[lv], False)
+
+
+@numba.njit(cache=True, nogil=True)
+def _levels(mask: np.ndarray, hs: np.ndarray, ws: np.ndarray, e: np.ndarray,
+            r: np.ndarray) -> tuple[
+        np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Unknowns, inverse diagonals and interpolation links of every grid.
+
+    Grid 0's diagonal is the sum of its in-bounds weights. A coarse cell is unknown when any
+    of its pixels is; its diagonal is the weight to its unknown neighbours plus the row sum
+    of the Galerkin operator ``P^T A P`` (clamped at 0), which is how strongly its known
+    pixels hold it: re-discretising the stencil alone would lose, e.g., a one-pixel known
+    frame on the coarse grids, and CG would need 5× the iterations. ``e`` and ``r`` are
+    work arrays of the whole hierarchy; ``e`` must be 0 and is left so.
+    """
+    nlev = hs.size
+    wp = ws + 2
+    base = np.zeros(nlev + 1, dtype=np.int64)
+    for lv in range(nlev):
+        base[lv + 1] = base[lv] + (hs[lv] + 2) * wp[lv]
+    unknown = np.zeros(base[nlev], dtype=np.bool_)
+    for i in range(hs[0]):
+        for j in range(ws[0]):
+            unknown[(i + 1) * wp[0] + j + 1] = mask[i, j]
+    for lv in range(1, nlev):
+        fb, cb = base[lv - 1], base[lv]
+        for i in range(hs[lv - 1]):
+            for j in range(ws[lv - 1]):
+                if unknown[fb + (i + 1) * wp[lv - 1] + j + 1]:
+                    unknown[cb + (i // 2 + 1) * wp[lv] + j // 2 + 1] = True
+    start = np.zeros(nlev + 1, dtype=np.int64)
+    for lv in range(nlev):
+        start[lv + 1] = start[lv] + np.count_nonzero(unknown[base[lv] : base[lv + 1]])
+    idx = np.flatnonzero(unknown).astype(np.int64)
+    near = np.zeros(idx.size, dtype=np.int64)
+    far = np.zeros((idx.size, 3), dtype=np.int64)
+    for lv in range(nlev - 1):
+        hc, wc, cb = hs[lv + 1], ws[lv + 1], base[lv + 1]
+        for k in range(start[lv], start[lv + 1]):
+            q = idx[k] - base[lv]
+            i, j = q // wp[lv] - 1, q % wp[lv] - 1
+            ni, nj = i // 2, j // 2
+            fi = ni - 1 if i % 2 == 0 else ni + 1
+            fj = nj - 1 if j % 2 == 0 else nj + 1
+            if fi < 0 or fi >= hc:
+                fi = ni  # clamped: the weight folds onto the near cell
+            if fj < 0 or fj >= wc:
+                fj = nj
+            near[k] = cb + (ni + 1) * wp[lv + 1] + nj + 1
+            far[k, 0] = cb + (ni + 1) * wp[lv + 1] + fj + 1
+            far[k, 1] = cb + (fi + 1) * wp[lv + 1] + nj + 1
+            far[k, 2] = cb + (fi + 1) * wp[lv + 1] + fj + 1
+    dinv = np.empty(idx.size)
+    h, w = hs[0], ws[0]
+    for k in range(start[0], start[1]):
+        i, j = idx[k] // wp[0] - 1, idx[k] % wp[0] - 1
+        top, bot, lef, rig = i == 0, i == h - 1, j == 0, j == w - 1
+        d = 1.0 - W_DIRECT * (top + bot + lef + rig)
+        d -= W_DIAG * ((top or lef) + (top or rig) + (bot or lef) + (bot or rig))
+        dinv[k] = 1.0 / d
+    u = unknown.astype(np.float64)
+    for lv in range(1, nlev):
+        s, t, cs, ct = start[lv - 1], start[lv], start[lv], start[lv + 1]
+        for k in range(cs, ct):
+            e[idx[k], 0] = 1.0
+        for k in range(s, t):
+            e[idx[k], 0] = 0.0
+        _prolong_add(e, e, idx, near, far, s, t)
+        _matvec(e, r, idx, dinv, s, t, wp[lv - 1])
+        r[base[lv] : base[lv + 1]] = 0.0
+        _restrict(r, r, idx, near, far, s, t)  # lands on grid lv, disjoint from grid lv-1
+        c = wp[lv]
+        for k in range(cs, ct):
+            p = idx[k]
+            link = (W_DIRECT * (u[p - 1] + u[p + 1] + u[p - c] + u[p + c])
+                    + W_DIAG * (u[p - c - 1] + u[p - c + 1] + u[p + c - 1] + u[p + c + 1]))
+            dinv[k] = 1.0 / max(max(r[p, 0], 0.0) + link, 1e-12)
+    _zero(e, idx, 0, idx.size)
+    return idx, dinv, near, far, start, base, wp
+
+
+@numba.njit(cache=True, nogil=True)
+def _pcg(r: np.ndarray, u: np.ndarray, idx: np.ndarray, dinv: np.ndarray, near: np.ndarray,
+         far: np.ndarray, start: np.ndarray, wp: np.ndarray, tol: float,
+         max_iter: int, e: np.ndarray, f: np.ndarray, r_mg: np.ndarray, q: np.ndarray,
+         p_: np.ndarray) -> int:
+    """Conjugate gradients on ``A u = r`` (grid 0), preconditioned by the V-cycle, per lane.
+
+    ``r`` holds the right-hand side and is overwritten by the residual, ``u`` receives the
+    solution (its unknowns must start at 0); the other arrays are work space (all grids for
+    ``e``, ``f``, ``r_mg``, grid 0 for ``q``, ``p_``; known entries must be 0). Stops when
+    every lane's largest preconditioned residual is at most ``tol``; returns the iterations
+    taken, or -1 if ``max_iter`` was not enough.
+    """
+    s, t = start[0], start[1]
+    rz = np.zeros(LANES)
+    for it in range(max_iter + 1):
+        for k in range(s, t):
+            for ch in range(LANES):
+                f[idx[k], ch] = r[idx[k], ch]
+        _vcycle(e, f, r_mg, idx, dinv, near, far, start, wp)
+        zmax = 0.0
+        rz_new = np.zeros(LANES)
+        for k in range(s, t):
+            x = idx[k]
+            for ch in range(LANES):
+                zmax = max(zmax, abs(e[x, ch]))
+                rz_new[ch] += r[x, ch] * e[x, ch]
+        if zmax <= tol:
+            return it
+        if it == max_iter:
+            break
+        beta = np.zeros(LANES)
+        if it > 0:
+            for ch in range(LANES):
+                beta[ch] = rz_new[ch] / rz[ch] if rz[ch] > 0 else 0.0
+        for k in range(s, t):
+            x = idx[k]
+            for ch in range(LANES):
+                p_[x, ch] = e[x, ch] + beta[ch] * p_[x, ch]
+        rz = rz_new
+        _matvec(p_, q, idx, dinv, s, t, wp[0])
+        pq = np.zeros(LANES)
+        for k in range(s, t):
+            x = idx[k]
+            for ch in range(LANES):
+                pq[ch] += p_[x, ch] * q[x, ch]
+        alpha = np.zeros(LANES)
+        for ch in range(LANES):
+            alpha[ch] = rz[ch] / pq[ch] if pq[ch] > 0 else 0.0
+        for k in range(s, t):
+            x = idx[k]
+            for ch in range(LANES):
+                u[x, ch] += alpha[ch] * p_[x, ch]
+                r[x, ch] -= alpha[ch] * q[x, ch]
+    return -1
+
+
+class _Workspace(threading.local):
+    """Work arrays per thread and grid size: a solve allocates nothing of the image's size."""
+
+    def __init__(self) -> None:
+        self.arrays: dict[tuple[int, int], tuple[np.ndarray, ...]] = {}
+
+    def get(self, h: int, w: int, total: int) -> tuple[np.ndarray, ...]:
+        key = (h, w)
+        if key not in self.arrays:
+            if len(self.arrays) > 4:
+                self.arrays.clear()
+            n0 = (h + 2) * (w + 2)
+            self.arrays[key] = (np.zeros((total, LANES)), np.zeros((total, LANES)),
+                                np.zeros((total, LANES)), np.zeros((n0, LANES)),
+                                np.zeros((n0, LANES)), np.zeros((n0, LANES)),
+                                np.zeros((n0, LANES)), np.zeros((h + 2, w + 2, LANES)))
+        return self.arrays[key]
+
+
+_WORK = _Workspace()
+
+
+def grid_sizes(h: int, w: int) -> tuple[list[int], list[int]]:
+    """Heights and widths of the grid hierarchy of an ``h`` × ``w`` image."""
+    hs, ws = [h], [w]
+    while min(hs[-1], ws[-1]) > COARSEST:
+        hs.append((hs[-1] + 1) // 2)
+        ws.append((ws[-1] + 1) // 2)
+    return hs, ws
+
+
+def solve(x: np.ndarray, removed: np.ndarray, *, tol: float = TOL,
+          max_iter: int = MAX_ITER) -> tuple[np.ndarray, int]:
+    """Imputed values of the removed pixels of one image, ``(C, m)`` in row-major order.
+
+    ``x`` is ``(C, H, W)``, ``removed`` ``(H, W)`` bool with at least one known pixel.
+    Returns the values and the largest number of CG iterations taken. Thread-safe, and the
+    compiled kernels release the GIL, so images can be solved on several threads.
+    """
+    c, h, w = x.shape
+    hs, ws = grid_sizes(h, w)
+    total = sum((a + 2) * (b + 2) for a, b in zip(hs, ws, strict=True))
+    e, f, r_mg, r, u, q, p_, xk = _WORK.get(h, w, total)
+    idx, dinv, near, far, start, _, wp = _levels(
+        np.ascontiguousarray(removed, dtype=np.bool_), np.asarray(hs, dtype=np.int64),
+        np.asarray(ws, dtype=np.int64), e, r_mg)
+    n_all = int(start[-1])
+    top = idx[: start[1]]
+    known = np.where(removed, 0.0, x)
+    out = np.empty((c, top.size))
+    iters = 0
+    for c0 in range(0, c, LANES):
+        lanes = min(LANES, c - c0)
+        xk[1:-1, 1:-1, :lanes] = np.moveaxis(known[c0 : c0 + lanes], 0, -1)
+        xk[1:-1, 1:-1, lanes:] = 0.0
+        flat = xk.reshape(-1, LANES)
+        _residual(flat, q, r, idx, dinv, 0, int(start[1]), int(wp[0]))  # r = W xk
+        try:
+            it = _pcg(r, u, idx, dinv, near, far, start, wp, float(tol),
+                      int(max_iter), e, f, r_mg, q, p_)
+            vals = u[top, :lanes].T.copy()
+        finally:  # the work arrays are 0 at every position again for the next image
+            _zero(e, idx, 0, n_all)
+            for a in (u, q, p_):
+                _zero(a, idx, 0, int(start[1]))
+        if it < 0:
+            raise RuntimeError(f"multigrid CG did not reach tol={tol:g} in {max_iter} "
+                               "iterations")
+        out[c0 : c0 + lanes] = vals
+        iters = max(iters, it)
+    return out, iters
