@@ -1,13 +1,17 @@
-"""Where ROAD's time goes: one imputation per removal percentage, and the forward pass.
+"""Where ROAD's time goes: the imputation solves and the forward passes.
 
-For a 224 px tile (VGG-7 input) and a 40-sample MNIST-1D signal: the sparse solve of noisy
-linear imputation at each percentage (CAM-like masks: uniform noise on a coarse grid,
-upsampled, top p % removed), SuperLU with the nested-dissection ordering cnnlens uses vs
-SuperLU's default COLAMD ordering (scipy's ``spsolve``), and the VGG-7's no-grad forward
-throughput. Wall and CPU seconds are printed with the load average, since a shared machine
-slows both. The projection multiplies out 3 methods × 496 tiles × 5 percentages × 2.
+For 224 px tiles (the VGG-7's input) with CAM-like masks (coarse uniform noise on a 7, 28 or
+56 cell grid, upsampled bilinearly, top p % removed), at each removal percentage: the exact
+sparse factorisation (SuperLU, nested-dissection ordering; ``solver="direct"``) against
+multigrid-preconditioned CG (``solver="multigrid"``, what images get from 2048 removed
+pixels on), both on one thread, CG's iterations and its largest error against the exact
+solve at ROAD's default noise (sigma 0.01, tolerance 1e-4); then ``impute`` as ROAD calls it
+(torch's threads, noise included), the VGG-7's no-grad forward throughput as faithfulness
+scoring runs it, and the projection for 3 methods × 496 HMT tiles × 5 percentages × MoRF and
+LeRF. MNIST-1D signals (1000 of length 40) are solved by SuperLU in block-diagonal groups.
+Wall and CPU seconds are printed with the load average, since a shared machine slows both.
 
-    .venv/bin/python bench/road_speed.py [--tiles 4] [--colamd]
+    .venv/bin/python bench/road_speed.py [--tiles 4]
 """
 
 from __future__ import annotations
@@ -16,14 +20,18 @@ import argparse
 import os
 import sys
 import time
+from collections.abc import Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+PERCENTAGES = (10, 30, 50, 70, 90)
+CELLS = (56, 28, 7)
 
-def _masks(n: int, size: int, frac: float, cells: int = 56) -> torch.Tensor:
-    g = torch.Generator().manual_seed(0)
+
+def _masks(n: int, size: int, frac: float, cells: int) -> torch.Tensor:
+    g = torch.Generator().manual_seed(cells)
     m = F.interpolate(torch.rand(n, 1, cells, cells, generator=g), size=(size, size),
                       mode="bilinear", align_corners=False)[:, 0].reshape(n, -1)
     k = round(frac * size * size)
@@ -33,67 +41,90 @@ def _masks(n: int, size: int, frac: float, cells: int = 56) -> torch.Tensor:
     return rem.reshape(n, size, size)
 
 
-def _timed(fn: object) -> tuple[float, float]:
+def _timed(fn: Callable[[], object]) -> tuple[float, float, object]:
     w, c = time.perf_counter(), time.process_time()
-    fn()  # type: ignore[operator]
-    return time.perf_counter() - w, time.process_time() - c
+    out = fn()
+    return time.perf_counter() - w, time.process_time() - c, out
+
+
+def _load() -> str:
+    return ", ".join(f"{v:.1f}" for v in os.getloadavg())
 
 
 def main(argv: list[str] | None = None) -> int:
+    from cnnlens.device import inference_forward, inference_rows
     from cnnlens.faithfulness import imputation as imp
+    from cnnlens.faithfulness import multigrid as mg
     from cnnlens.models import build_model
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--tiles", type=int, default=4, help="224 px tiles per percentage")
-    p.add_argument("--colamd", action="store_true", help="also time scipy's default ordering")
+    p.add_argument("--tiles", type=int, default=4, help="224 px tiles per percentage and grid")
     args = p.parse_args(argv)
-    pcts = (10, 30, 50, 70, 90)
-    print(f"load average before: {', '.join(f'{v:.1f}' for v in os.getloadavg())}; "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
-    print("\n| input | removed | cnnlens solve s/sample (wall / CPU) | COLAMD spsolve s/sample |")
-    print("|---|---|---|---|")
-    x = torch.rand(args.tiles, 3, 224, 224, dtype=torch.float64)
-    per_tile = 0.0
-    for q in pcts:
-        rem = _masks(args.tiles, 224, q / 100)
-        w, c = _timed(lambda rem=rem: imp.impute(x, rem, noise=0.0))
-        per_tile += 2 * w / args.tiles  # MoRF and LeRF remove the same count
-        col = "–"
-        if args.colamd:
-            from scipy.sparse.linalg import spsolve
-
-            orig = imp.splu
-
-            def colamd(a: object, **_: object) -> object:
-                class Solver:
-                    def solve(self, b: np.ndarray) -> np.ndarray:
-                        return np.asarray(spsolve(a, b)).reshape(b.shape)
-                return Solver()
-
-            imp.splu = colamd  # type: ignore[assignment]
-            try:
-                cw, _ = _timed(lambda rem=rem: imp.impute(x, rem, noise=0.0))
-            finally:
-                imp.splu = orig
-            col = f"{cw / args.tiles:.3f}"
-        print(f"| 3×224×224 | {q} % | {w / args.tiles:.3f} / {c / args.tiles:.3f} | {col} |")
+    threads = torch.get_num_threads()
+    print(f"load average before: {_load()}; torch {torch.__version__}, {threads} threads")
+    x = torch.rand(args.tiles, 3, 224, 224, dtype=torch.float64) * 4 - 2
+    tol = imp.tolerance(imp.NOISE)
+    mg.solve(x[0].numpy(), np.ones((224, 224), dtype=bool) & (np.arange(224) > 3)[:, None])
+    print(f"\nOne thread, per 224 px tile (mean over {len(CELLS)} mask grids × {args.tiles} "
+          f"tiles); multigrid at tol {tol:g}\n")
+    print("| removed | SuperLU s (CPU) | multigrid s (CPU) | speed-up | CG iterations | "
+          "max error |")
+    print("|---|---|---|---|---|---|")
+    torch.set_num_threads(1)
+    per_pct: dict[int, float] = {}
+    for q in PERCENTAGES:
+        d_cpu = m_cpu = err = 0.0
+        its: list[int] = []
+        for cells in CELLS:
+            rem = _masks(args.tiles, 224, q / 100, cells)
+            _, c1, ref = _timed(lambda rem=rem: imp.impute(x, rem, noise=0.0, solver="direct"))
+            d_cpu += c1
+            for i in range(args.tiles):
+                r = rem[i].numpy()
+                _, c2, (vals, it) = _timed(  # type: ignore[misc]
+                    lambda i=i, r=r: mg.solve(x[i].numpy(), r, tol=tol))
+                m_cpu += c2
+                its.append(it)
+                err = max(err, float(np.abs(vals - ref[i].numpy()[:, r]).max()))  # type: ignore[index]
+        n = len(CELLS) * args.tiles
+        per_pct[q] = m_cpu / n
+        print(f"| {q} % | {d_cpu / n:.3f} | {m_cpu / n:.3f} | {d_cpu / m_cpu:.1f}× | "
+              f"{min(its)}–{max(its)} | {err:.1e} |")
+    torch.set_num_threads(threads)
+    # impute() as ROAD calls it: noise on, every tile of a percentage at once, torch's threads
+    wall = cpu = 0.0
+    for q in PERCENTAGES:
+        for cells in CELLS:
+            rem = _masks(args.tiles, 224, q / 100, cells)
+            w, c, _ = _timed(lambda rem=rem: imp.impute(x.float(), rem))
+            wall += w
+            cpu += c
+    n_imp = len(PERCENTAGES) * len(CELLS) * args.tiles
+    solve = wall / n_imp
+    print(f"\nimpute() with {threads} threads, noise {imp.NOISE:g}: {1e3 * solve:.1f} ms wall, "
+          f"{1e3 * cpu / n_imp:.1f} ms CPU per imputed tile (mean over the percentages)")
+    model = build_model("hmt-vgg7").eval()
+    xb = torch.rand(48, 3, 224, 224)
+    bs = inference_rows(xb)
+    with torch.no_grad():
+        inference_forward(model, xb[:bs])
+        w, c, _ = _timed(lambda: [inference_forward(model, xb[i : i + bs])
+                                  for i in range(0, 48, bs)])
+    fwd = w / 48
+    print(f"VGG-7 forward (no grad, channels-last batches of {bs}): {48 / w:.1f} tiles/s wall, "
+          f"{48 / c:.1f} tiles/s per CPU-second")
+    inputs = 3 * 496 * len(PERCENTAGES) * 2
+    print(f"ROAD, 3 methods × 496 tiles × {len(PERCENTAGES)} percentages × MoRF + LeRF = "
+          f"{inputs} imputed inputs: solves {inputs * solve / 60:.1f} min + forwards "
+          f"{inputs * fwd / 60:.1f} min = {inputs * (solve + fwd) / 60:.1f} min projected "
+          "(the random map adds 1/3)")
     sig = torch.rand(1000, 1, 40, dtype=torch.float64)
+    print("\n| 1×40 signals (×1000) | removed | solve s/signal (wall / CPU) |\n|---|---|---|")
     for q in (10, 50, 90):
         rem = torch.rand(1000, 40).argsort(1).argsort(1) < round(0.4 * q)  # q % of 40
-        w, c = _timed(lambda rem=rem: imp.impute(sig, rem, noise=0.01))
-        print(f"| 1×40 (×1000) | {q} % | {w / 1000:.6f} / {c / 1000:.6f} | – |")
-    model = build_model("hmt-vgg7").eval()
-    xb = torch.rand(24, 3, 224, 224)
-    with torch.no_grad():
-        model(xb[:2])
-        w, c = _timed(lambda: [model(xb[i : i + 6]) for i in range(0, 24, 6)])
-    fwd = w / 24
-    per_tile += 10 * fwd
-    print(f"\nVGG-7 forward (no grad, chunks of 6): {24 / w:.1f} tiles/s wall, "
-          f"{24 / c:.1f} tiles/s per CPU-second")
-    print(f"ROAD per tile and map (5 percentages, MoRF + LeRF): {per_tile:.2f} s → projected "
-          f"3 methods × 496 tiles: {3 * 496 * per_tile / 60:.1f} min (random map: +1/3)")
-    print(f"load average after: {', '.join(f'{v:.1f}' for v in os.getloadavg())}")
+        w, c, _ = _timed(lambda rem=rem: imp.impute(sig, rem, noise=0.01))
+        print(f"| 1000 | {q} % | {w / 1000:.6f} / {c / 1000:.6f} |")
+    print(f"\nload average after: {_load()}")
     return 0
 
 

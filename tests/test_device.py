@@ -3,10 +3,11 @@ cannot take them fall back to the layout they were given."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 from torch import nn
 
-from cnnlens.device import inference_forward, inference_rows, is_oom
+from cnnlens.device import eval_mode, inference_forward, inference_rows, is_oom
 
 
 class _ViewHead(nn.Module):
@@ -61,3 +62,49 @@ def test_is_oom() -> None:
     assert is_oom(torch.cuda.OutOfMemoryError("CUDA out of memory"))
     assert is_oom(RuntimeError("DefaultCPUAllocator: can't allocate memory: out of memory"))
     assert not is_oom(RuntimeError("size mismatch"))
+
+
+def _mixed_model() -> nn.Module:
+    """Training model with a BatchNorm frozen in eval mode on purpose, and Dropout."""
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Dropout(0.5),
+                          nn.Flatten(), nn.LazyLinear(2))
+    model(torch.rand(2, 3, 8, 8))
+    model.train()
+    model[1].eval()
+    return model
+
+
+def _flags(model: nn.Module) -> list[bool]:
+    return [m.training for m in model.modules()]
+
+
+def test_eval_mode_restores_each_modules_own_flag_even_after_an_error() -> None:
+    model = _mixed_model()
+    before = _flags(model)
+    with eval_mode(model):
+        assert not any(_flags(model))
+    assert _flags(model) == before
+    with pytest.raises(ZeroDivisionError), eval_mode(model):
+        raise ZeroDivisionError
+    assert _flags(model) == before
+
+
+def test_every_inference_path_leaves_mixed_flags_as_found() -> None:
+    """Evaluation, faithfulness scoring and CAMs all run in eval mode and give the model back
+    with its frozen BatchNorm still frozen and the rest still training."""
+    from torch.utils.data import TensorDataset
+
+    from cnnlens.evaluate.predict import predict_proba
+    from cnnlens.explain import cam
+    from cnnlens.faithfulness.scoring import target_probs
+
+    model = _mixed_model()
+    before = _flags(model)
+    x = torch.rand(4, 3, 8, 8)
+    p1, _ = predict_proba(model, TensorDataset(x, torch.zeros(4, dtype=torch.long)))
+    assert _flags(model) == before
+    p2, _ = target_probs(model, x)
+    assert _flags(model) == before
+    cam(model, x, method="gradcam", layer="0")
+    assert _flags(model) == before
+    assert torch.allclose(torch.from_numpy(p1).float().max(dim=1).values, p2, atol=1e-6)

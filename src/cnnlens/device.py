@@ -1,9 +1,12 @@
-"""Device selection: ``auto`` picks CUDA when present."""
+"""Device selection (``auto`` picks CUDA when present) and how models are run for inference:
+out-of-memory detection, batch sizes, channels-last forwards, eval mode that restores."""
 
 from __future__ import annotations
 
 import math
 import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -26,6 +29,29 @@ def resolve_device(name: str = "auto") -> torch.device:
             f"--device {name!r}: CUDA is not available on this machine; use cpu or auto"
         )
     return dev
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[None]:
+    """Run ``model`` in eval mode, then give every submodule back its own train flag.
+
+    Eval mode makes a sample's output independent of its batch (BatchNorm, Dropout). The
+    flags are restored one module at a time, in ``finally``: a caller's model may mix modes
+    on purpose (a frozen BatchNorm inside a training model), which ``model.train(flag)``
+    would overwrite. Only changed flags are written back (``Module.__setattr__`` is a slow
+    Python path next to a small forward pass); a model already in eval mode is not walked
+    unless a module overrides ``train()``, whose override then still runs.
+    """
+    modules = list(model.modules())
+    training = [m.training for m in modules]
+    try:
+        if any(training) or any(type(m).train is not nn.Module.train for m in modules):
+            model.eval()
+        yield
+    finally:
+        for m, flag in zip(modules, training, strict=True):
+            if m.training != flag:
+                m.training = flag
 
 
 def is_oom(exc: BaseException) -> bool:

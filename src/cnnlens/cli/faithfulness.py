@@ -34,12 +34,13 @@ def register(subparsers: Any) -> None:
         "over several seeds. Uses RUN_DIR/cams/ when it holds the maps; writes "
         "RUN_DIR/faithfulness/. Where the time goes: each metric costs forward passes per "
         "map (methods + random) and sample: drop_increase 1 per frac, confidence 1, "
-        "deletion/insertion steps+1 each, road 2 per percentage plus a sparse solve per "
-        "imputed input (224 px tiles: 0.02-0.07 s at 10% removed, 0.4-0.7 s at 90%; MNIST-1D: "
-        "microseconds). On 2 idle CPU cores the VGG-7 scores ~46 tiles/s, so for the 496 HMT "
-        "tiles each pass over 4 maps takes ~45 s: the image default (drop_increase) ~1 min "
-        "with the unmasked scores, the 3-seed sanity check ~20 s; the output prints the "
-        "projected time of every metric left out (ROAD on HMT: ~45 min).",
+        "deletion/insertion steps+1 each, road 2 per percentage plus a linear solve per "
+        "imputed input (224 px tiles: multigrid CG, ~10-50 ms of CPU from 10% to 90% "
+        "removed, on torch's threads; MNIST-1D: microseconds). On 2 idle CPU cores the VGG-7 "
+        "scores ~35 tiles/s, so for the 496 HMT tiles each pass over 4 maps takes ~1 min: the "
+        "image default (drop_increase) ~1 min with the unmasked scores, the 3-seed sanity "
+        "check ~30 s; ROAD is 10 passes plus the solves (~15 min for 3 methods and the random "
+        "map). The output prints the projected time of every metric left out.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a trained cnnlens run folder")
     add_pretrained_option(p)
@@ -184,8 +185,16 @@ def print_timings(results: dict[str, Any]) -> None:
     for per in (sec.get("metrics") or {}).values():
         for key, v in per.items():
             per_metric[key] = per_metric.get(key, 0.0) + float(v)
-    parts = [f"load {sec.get('load', 0.0):.1f}", f"forward {sec.get('forward', 0.0):.1f}",
-             f"maps {sum((sec.get('cams') or {}).values()):.1f}"]
+    parts = [f"load {sec.get('load', 0.0):.1f}", f"forward {sec.get('forward', 0.0):.1f}"]
+    # maps read from cams/ carry the explain stage's time: not spent here
+    methods = results.get("methods") or {}
+    cams = sec.get("cams") or {}
+    read = [k for k in cams if (methods.get(k) or {}).get("source", "computed") != "computed"]
+    computed = sum(float(v) for k, v in cams.items() if k not in read)
+    if computed or not read:
+        parts.append(f"maps {computed:.1f}")
+    if read:
+        parts.append(f"maps of {len(read)} method(s) read from cams/")
     parts += [f"{k} {v:.1f}" for k, v in per_metric.items()]
     parts += [f"{k} {sec[k]:.1f}" for k in ("stats", "sanity") if k in sec]
     imp = results.get("imputation") or {}

@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from cnnlens.data.batching import iterate_batches
-from cnnlens.device import inference_forward, inference_rows
+from cnnlens.device import eval_mode, inference_forward, inference_rows
 
 
 @torch.inference_mode()
@@ -24,14 +24,12 @@ def predict_proba(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Return ``(probs (N, K), labels (N,))`` for ``dataset`` (or the given ``indices``).
 
-    The model's train/eval flag is restored afterwards.
+    Every submodule's train/eval flag is restored afterwards.
     """
     n = len(dataset)  # type: ignore[arg-type]
     order = torch.as_tensor(indices if indices is not None else np.arange(n), dtype=torch.long)
-    was_training = model.training
-    model.eval()
     probs, labels = [], []
-    try:
+    with eval_mode(model):
         for x, y in iterate_batches(dataset, order, batch_size):
             x = x.to(device)
             rows = inference_rows(x)  # decode in large batches, run in cache-sized ones
@@ -39,8 +37,6 @@ def predict_proba(
                 logits = inference_forward(model, x[i : i + rows]).float()
                 probs.append(torch.softmax(logits, dim=1).cpu().numpy())
             labels.append(np.asarray(y))
-    finally:
-        model.train(was_training)
     if not probs:
         return np.zeros((0, 0), dtype=np.float32), np.zeros(0, dtype=np.int64)
     return np.concatenate(probs).astype(np.float64), np.concatenate(labels).astype(np.int64)

@@ -7,6 +7,8 @@ from contextlib import contextmanager
 
 from torch import nn
 
+from cnnlens.device import eval_mode
+
 
 @contextmanager
 def preserved_model_state(model: nn.Module) -> Iterator[None]:
@@ -18,24 +20,16 @@ def preserved_model_state(model: nn.Module) -> Iterator[None]:
     call pays this, and ``Module.__setattr__`` and ``requires_grad_`` are slow Python paths
     next to a millisecond-sized forward pass.
     """
-    modules = list(model.modules())
-    training = [m.training for m in modules]
     params = list(model.parameters())
     requires = [p.requires_grad for p in params]
     grads = [p.grad for p in params]
     try:
-        # eval() walks the model through Module.__setattr__; a model already in eval mode
-        # is skipped unless some module overrides train() (that override then still runs).
-        if any(training) or any(type(m).train is not nn.Module.train for m in modules):
-            model.eval()
-        for p, flag in zip(params, requires, strict=True):
-            if flag:
-                p.requires_grad_(False)
-        yield
+        with eval_mode(model):
+            for p, flag in zip(params, requires, strict=True):
+                if flag:
+                    p.requires_grad_(False)
+            yield
     finally:
-        for m, flag in zip(modules, training, strict=True):
-            if m.training != flag:
-                m.training = flag
         for p, flag, grad in zip(params, requires, grads, strict=True):
             if p.requires_grad != flag:
                 p.requires_grad_(flag)

@@ -4,9 +4,9 @@ Every removed position takes the weighted mean of its in-bounds neighbours (2-D:
 neighbours 1/6, diagonal 1/12; 1-D: the two neighbours, 1/2 each; weights renormalised at
 the border), known neighbours entering with their values and removed ones as unknowns. All
 removed positions of a sample form one sparse symmetric positive-definite system
-``(D - W) u = b`` (DESIGN §6), solved exactly with SuperLU; Gaussian noise of scale ``noise``
-is then added to the filled positions only, so removal leaves no information in the
-inpainted values and no out-of-distribution blob either.
+``(D - W) u = b`` (DESIGN §6); Gaussian noise of scale ``noise`` is then added to the filled
+positions only, so removal leaves no information in the inpainted values and no
+out-of-distribution blob either.
 
 Speed: small systems (1-D signals, small images, few removed pixels) are factorised by
 SuperLU with a geometric nested-dissection ordering of the grid (COLAMD, SuperLU's default,

@@ -10,9 +10,8 @@ least-relevant-first 10 %, share one solve and one forward pass.
 
 from __future__ import annotations
 
-import contextlib
 import weakref
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -22,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlens.device import inference_forward, inference_rows, is_oom
+from cnnlens.device import eval_mode, inference_forward, inference_rows, is_oom
 from cnnlens.errors import CnnlensError
 from cnnlens.explain.checks import (
     check_batch_size,
@@ -103,18 +102,6 @@ def check_targets(targets: Tensor | Sequence[int] | None, n: int) -> Tensor | No
 
 
 # -- model scoring ---------------------------------------------------------------------------
-@contextlib.contextmanager
-def eval_mode(model: nn.Module) -> Iterator[None]:
-    """Score in eval mode and restore every module's train flag afterwards."""
-    flags = [(m, m.training) for m in model.modules()]
-    model.eval()
-    try:
-        yield
-    finally:
-        for m, flag in flags:
-            m.training = flag
-
-
 def auto_batch(x: Tensor) -> int:
     """Samples per scoring batch when ``batch_size`` is None: the inference chunk size
     (:func:`cnnlens.device.inference_rows`; 224 px images in chunks of 3)."""

@@ -40,13 +40,13 @@ DEFAULT_METHODS: tuple[str, ...] = ("gradcam", "gradcampp", "ablationcam")
 DEFAULT_METRICS: tuple[str, ...] = ("drop_increase", "confidence", "deletion", "insertion",
                                     "road")
 #: Image tasks get what fits the pipeline's budget (``cnnlens run --task hmt`` end to end in
-#: about 4 min on 2 CPU cores, so ~1.5 min for this stage): every metric costs one forward
-#: pass per map (3 methods + random) and image per pass, and the VGG-7 scores ~46 tiles/s
-#: at 224 px on an idle 2-core CPU (bench/README.md), i.e. ~45 s per pass over the 496 HMT
-#: tiles. Table I (1 pass) + the unmasked scores + the 3-seed sanity check (~20 s) fill the
-#: budget; confidence (1 pass, ~45 s), deletion/insertion (steps + 1 passes each) and ROAD
-#: (2 × percentages passes plus a 0.07–0.36 s sparse solve per imputed tile, ~45 min for 3
-#: methods) are options whose projected time the stage prints.
+#: about 4 min on 2 CPU cores, so ~2 min for this stage): every metric costs one forward
+#: pass per map (3 methods + random) and image per pass, and the VGG-7 scores ~35 tiles/s
+#: at 224 px on an idle 2-core CPU, i.e. ~1 min per pass over the 496 HMT tiles and 4 maps.
+#: Table I (1 pass) + the unmasked scores + the 3-seed sanity check (~30 s) fill the
+#: budget; confidence (1 pass), deletion/insertion (steps + 1 passes each) and ROAD
+#: (2 × percentages passes plus a 10-50 ms multigrid solve per imputed tile, ~15 min for 3
+#: methods and the random map) are options whose projected time the stage prints.
 IMAGE_METRICS: tuple[str, ...] = ("drop_increase",)
 #: Samples of the sanity check (signals, images): each seed recomputes the maps of every
 #: method once per parameterised layer; 3 seeds × 16 tiles × 5 layers × 3 methods ≈ 20 s on
@@ -311,6 +311,10 @@ def _projections(model: nn.Module, x: Tensor, n_maps: int, chosen: Sequence[str]
         from cnnlens.faithfulness.imputation import impute
         from cnnlens.faithfulness.road import removal_counts
 
+        if x.dim() == 4:
+            from cnnlens.faithfulness.multigrid import warm_up
+
+            warm_up()  # a first call may compile the solver's kernels: not part of a solve
         # a batch as the metrics would impute it: one 224 px tile, hundreds of short signals
         k_probe = max(1, min(n, bs, 256))
         ranks = torch.arange(int(np.prod(x.shape[2:]))).reshape(1, *x.shape[2:])
