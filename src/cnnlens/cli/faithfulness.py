@@ -39,8 +39,8 @@ def register(subparsers: Any) -> None:
         "removed, on torch's threads; MNIST-1D: microseconds). On 2 idle CPU cores the VGG-7 "
         "scores ~35 tiles/s, so for the 496 HMT tiles each pass over 4 maps takes ~1 min: the "
         "image default (drop_increase) ~1 min with the unmasked scores, the 3-seed sanity "
-        "check ~30 s; ROAD is 10 passes plus the solves (~15 min for 3 methods and the random "
-        "map). The output prints the projected time of every metric left out.",
+        "check ~30 s; ROAD is 10 passes plus the solves (measured: 17 min for 3 methods and "
+        "the random map). The output prints the projected time of every metric left out.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a trained cnnlens run folder")
     add_pretrained_option(p)

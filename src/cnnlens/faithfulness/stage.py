@@ -45,8 +45,8 @@ DEFAULT_METRICS: tuple[str, ...] = ("drop_increase", "confidence", "deletion", "
 #: at 224 px on an idle 2-core CPU, i.e. ~1 min per pass over the 496 HMT tiles and 4 maps.
 #: Table I (1 pass) + the unmasked scores + the 3-seed sanity check (~30 s) fill the
 #: budget; confidence (1 pass), deletion/insertion (steps + 1 passes each) and ROAD
-#: (2 × percentages passes plus a 10-50 ms multigrid solve per imputed tile, ~15 min for 3
-#: methods and the random map) are options whose projected time the stage prints.
+#: (2 × percentages passes plus a 10-50 ms multigrid solve per imputed tile; measured 17 min
+#: for 3 methods and the random map) are options whose projected time the stage prints.
 IMAGE_METRICS: tuple[str, ...] = ("drop_increase",)
 #: Samples of the sanity check (signals, images): each seed recomputes the maps of every
 #: method once per parameterised layer; 3 seeds × 16 tiles × 5 layers × 3 methods ≈ 20 s on
