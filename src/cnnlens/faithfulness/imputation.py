@@ -46,8 +46,10 @@ NEIGHBOURS_1D: tuple[tuple[tuple[int, int], float], ...] = (((0, 1), 0.5), ((0, 
 NOISE = 0.01
 #: Removed positions solved in one block-diagonal system (1-D signals are tiny).
 GROUP_UNKNOWNS = 20_000
-#: Removed pixels from which an image is solved by multigrid CG rather than SuperLU.
+#: Removed pixels from which an image is solved by multigrid CG rather than SuperLU, and the
+#: shorter side it needs (a narrow strip coarsens too little to gain from the grids).
 MULTIGRID_MIN = 2048
+MULTIGRID_MIN_SIDE = 32
 #: CG's stopping error as a fraction of the noise scale, and its floor (noise 0).
 TOL_OF_NOISE = 0.01
 TOL_FLOOR = 1e-7
@@ -186,7 +188,10 @@ def _multigrid(xs: np.ndarray, rem: np.ndarray, h: int, w: int, samples: np.ndar
     tol = tolerance(noise)
 
     def one(i: int) -> np.ndarray:
-        vals, _ = multigrid.solve(xs[i].reshape(-1, h, w), rem[i].reshape(h, w), tol=tol)
+        try:
+            vals, _ = multigrid.solve(xs[i].reshape(-1, h, w), rem[i].reshape(h, w), tol=tol)
+        except multigrid.NotConverged:  # never seen on image masks; exact instead of failing
+            vals = _solve_group(xs[i : i + 1], rem[i : i + 1], h, w, NEIGHBOURS_2D).T
         return vals + _noise(xs[i], rem[i], noise, seed) if noise > 0 else vals
 
     threads = max(1, min(torch.get_num_threads(), samples.size))
@@ -204,9 +209,10 @@ def impute(x: Tensor, removed: Tensor, *, noise: float = NOISE, seed: int = 0,
     ``(N, H, W)`` mask shared by the channels. Each channel is imputed from the same
     channel's neighbours. A sample with every position removed has nothing to impute from:
     it is filled with its per-channel mean (plus noise). Known positions are returned
-    unchanged. ``solver``: ``auto`` (multigrid CG for images with at least
-    ``MULTIGRID_MIN`` removed pixels, SuperLU otherwise), ``direct`` or ``multigrid``
-    (images only).
+    unchanged. ``solver``: ``auto`` (multigrid CG for images of at least
+    ``MULTIGRID_MIN_SIDE`` pixels a side with at least ``MULTIGRID_MIN`` removed, SuperLU
+    otherwise), ``direct`` or ``multigrid`` (images only; a solve that CG does not finish
+    in ``multigrid.MAX_ITER`` iterations is done by SuperLU).
     """
     noise = check_noise(noise)
     if solver not in SOLVERS:
@@ -230,7 +236,10 @@ def impute(x: Tensor, removed: Tensor, *, noise: float = NOISE, seed: int = 0,
     todo = np.flatnonzero((counts > 0) & (counts < p))
     big = np.empty(0, dtype=np.int64)
     if x.dim() == 4 and solver != "direct":
-        big = todo if solver == "multigrid" else todo[counts[todo] >= MULTIGRID_MIN]
+        if solver == "multigrid":
+            big = todo
+        elif min(h, w) >= MULTIGRID_MIN_SIDE:
+            big = todo[counts[todo] >= MULTIGRID_MIN]
         for i, vals in zip(big, _multigrid(xs, rem, h, w, big, noise, seed), strict=True):
             out[i][:, rem[i]] = vals  # noise included
         todo = np.setdiff1d(todo, big)
@@ -255,5 +264,6 @@ def impute(x: Tensor, removed: Tensor, *, noise: float = NOISE, seed: int = 0,
     return torch.from_numpy(out.reshape(x.shape)).to(device=x.device, dtype=x.dtype)
 
 
-__all__ = ["DESCRIPTION", "MULTIGRID_MIN", "NEIGHBOURS_1D", "NEIGHBOURS_2D", "NOISE", "SOLVERS",
-           "check_noise", "digest", "impute", "nd_rank", "tolerance"]
+__all__ = ["DESCRIPTION", "MULTIGRID_MIN", "MULTIGRID_MIN_SIDE", "NEIGHBOURS_1D",
+           "NEIGHBOURS_2D", "NOISE", "SOLVERS", "check_noise", "digest", "impute", "nd_rank",
+           "tolerance"]

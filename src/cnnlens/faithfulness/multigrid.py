@@ -298,6 +298,10 @@ def _pcg(r: np.ndarray, u: np.ndarray, idx: np.ndarray, dinv: np.ndarray, near: 
     return -1
 
 
+class NotConverged(RuntimeError):
+    """CG stopped at ``max_iter`` above ``tol`` (callers fall back to a direct solve)."""
+
+
 class _Workspace(threading.local):
     """Work arrays per thread and grid size: a solve allocates nothing of the image's size."""
 
@@ -364,7 +368,7 @@ def solve(x: np.ndarray, removed: np.ndarray, *, tol: float = TOL,
             for a in (u, q, p_):
                 _zero(a, idx, 0, int(start[1]))
         if it < 0:
-            raise RuntimeError(f"multigrid CG did not reach tol={tol:g} in {max_iter} "
+            raise NotConverged(f"multigrid CG did not reach tol={tol:g} in {max_iter} "
                                "iterations")
         out[c0 : c0 + lanes] = vals
         iters = max(iters, it)
