@@ -140,9 +140,16 @@ def test_random_baseline_grid_is_stated(run_dir: Path) -> None:
 
 
 def test_road_baseline_and_projections(run_dir: Path) -> None:
+    seen: list[tuple[int, int]] = []
     res = run_faithfulness(run_dir, methods=["gradcam"], fracs=[0.9], limit=12,
                            metrics=["drop_increase", "road"], baseline="road",
-                           percentages=[10, 50], sanity=False, figures=False, n_boot=50)
+                           percentages=[10, 50], sanity=False, figures=False, n_boot=50,
+                           progress=lambda what, done, total: seen.append((done, total))
+                           if what == "metrics" else None)
+    # progress counts passes: per map (gradcam, random) 1 for Table I + 2 × 2 for ROAD, and
+    # ROAD reports each of its passes as it goes
+    assert [d for d, _ in seen] == [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
+    assert {t for _, t in seen} == {10}
     assert "noisy linear imputation" in res["choices"]["drop_increase"]["masking"]
     # Table I at frac 0.9 removes what ROAD LeRF 10 % removes: solved once, scored once
     assert res["imputation"]["reused"] >= 12

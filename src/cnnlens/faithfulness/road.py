@@ -18,7 +18,7 @@ causes, whatever the map.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -69,6 +69,7 @@ def road(
     base_scores: Tensor | Sequence[float] | None = None,
     batch_size: int | None = None,
     imputer: ImputedScores | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> MetricResult:
     """MoRF and LeRF curves with noisy linear imputation, and their per-sample summaries.
 
@@ -76,7 +77,8 @@ def road(
     map value are removed (ties: lower index counts as higher) and imputed. Outputs per
     sample: ``road_morf`` and ``road_lerf`` (mean target probability over the percentages)
     and ``road_gap`` (LeRF − MoRF). ``imputer`` shares solved removals with other metrics;
-    its noise and seed then apply instead of ``noise``/``seed``.
+    its noise and seed then apply instead of ``noise``/``seed``. ``progress(k)`` is called
+    after each of the ``2 × len(percentages)`` passes with the number done.
     """
     maps = check_maps(x, maps)
     pcts = check_percentages(percentages)
@@ -90,8 +92,12 @@ def road(
     shape = maps.shape
     for j, k in enumerate(counts):
         morf[:, j] = scorer.probs(model, x, (ranks < k).reshape(shape), t, batch_size=batch_size)
+        if progress:
+            progress(2 * j + 1)
         lerf[:, j] = scorer.probs(model, x, (ranks >= positions - k).reshape(shape), t,
                                   batch_size=batch_size)
+        if progress:
+            progress(2 * j + 2)
     m = morf.double().numpy()
     le = lerf.double().numpy()
     return MetricResult(

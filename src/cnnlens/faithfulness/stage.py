@@ -510,6 +510,10 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
             for f in (frac_list if M.METRICS[fam].uses_frac else [None])]
     for fam, f in jobs:
         keys += [M.output_key(o, f) for o in M.METRICS[fam].outputs]
+    # progress in passes over the samples, so a long ROAD job moves the bar as it goes
+    passes = {"drop_increase": 1, "confidence": 1, "deletion": steps + 1,
+              "insertion": steps + 1, "road": 2 * len(opts.percentages)}
+    total_passes = len(all_maps) * sum(passes[fam] for fam, _ in jobs)
     done = 0
     for label, maps in all_maps.items():
         per_sample[label] = {}
@@ -525,6 +529,9 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
                 kw.update(steps=steps, baseline=baseline, imputer=imputer)
             elif fam == "road":
                 kw.update(percentages=opts.percentages, imputer=imputer)
+                if progress:
+                    kw["progress"] = (lambda k, done=done, report=progress:
+                                      report("metrics", done + k, total_passes))
             res = M.METRICS[fam].fn(model, x, maps, **kw)
             for o in M.METRICS[fam].outputs:
                 per_sample[label][M.output_key(o, f)] = shard.gather(res.values[o])
@@ -537,9 +544,9 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
             choice = {k: v for k, v in res.choices.items() if k != "frac"}
             choices[fam] = choice
             seconds["metrics"][label][M.output_key(fam, f)] = time.perf_counter() - t0
-            done += 1
-            if progress:
-                progress("metrics", done, len(all_maps) * len(jobs))
+            done += passes[fam]
+            if progress and fam != "road":  # ROAD reported each of its passes already
+                progress("metrics", done, total_passes)
 
     projected = _projections(model, x, len(all_maps), metric_list, steps, opts, bs, seconds,
                              n_fracs=len(frac_list))
