@@ -34,7 +34,6 @@ from scipy.sparse.linalg import splu
 from torch import Tensor
 
 from cnnlens.errors import CnnlensError
-from cnnlens.faithfulness import multigrid
 
 #: (offset, weight) of the neighbours in 2-D: direct 1/6, diagonal 1/12 (sum 1).
 NEIGHBOURS_2D: tuple[tuple[tuple[int, int], float], ...] = (
@@ -185,6 +184,8 @@ def _noise(xs_i: np.ndarray, rem_i: np.ndarray, noise: float, seed: int) -> np.n
 def _multigrid(xs: np.ndarray, rem: np.ndarray, h: int, w: int, samples: np.ndarray,
                noise: float, seed: int) -> list[np.ndarray]:
     """Noisy imputed values ``(C, m_i)`` of each of ``samples``, on torch's thread count."""
+    from cnnlens.faithfulness import multigrid  # numba: imported when an image needs it
+
     tol = tolerance(noise)
 
     def one(i: int) -> np.ndarray:
