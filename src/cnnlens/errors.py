@@ -1,9 +1,21 @@
-"""The one exception type the CLI turns into a one-line message."""
+"""The one exception type the CLI turns into a one-line message, and the Ctrl-C flag."""
 
 from __future__ import annotations
 
 import difflib
+import threading
 from collections.abc import Iterable
+
+#: Set by the CLI's SIGINT handler. Python drops a KeyboardInterrupt raised inside a
+#: finalizer (it prints "Exception ignored"), so the pipeline also checks this flag between
+#: stages: a Ctrl-C that lands there still stops the run.
+INTERRUPTED = threading.Event()
+
+
+def check_interrupted() -> None:
+    """Raise KeyboardInterrupt if Ctrl-C was pressed, even if its first raise was lost."""
+    if INTERRUPTED.is_set():
+        raise KeyboardInterrupt
 
 
 class CnnlensError(ValueError):

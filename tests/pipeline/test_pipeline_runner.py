@@ -185,3 +185,26 @@ def test_bad_model_references_name_the_fault(tmp_path: Path, signals_file: Path,
         run(task="signals", data_dir=str(signals_file), model=model, epochs=1, device="cpu",
             out=tmp_path / "r")
     assert needle in str(exc.value) and "--model" in str(exc.value)
+
+
+def test_a_lost_ctrl_c_still_stops_the_run_at_the_next_stage(tmp_path: Path) -> None:
+    """Python drops a KeyboardInterrupt raised inside a finalizer; the CLI's handler also
+    sets ``errors.INTERRUPTED``, and the pipeline checks it before each stage."""
+    from cnnlens.errors import INTERRUPTED
+
+    class LostCtrlC(Recorder):
+        def stage(self, name: str, status: str, detail: str = "") -> None:
+            super().stage(name, status, detail)
+            if (name, status) == ("explain", "start"):
+                INTERRUPTED.set()  # as if Ctrl-C's raise had been swallowed in explain
+
+    rec = LostCtrlC()
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run(epochs=1, device="cpu", out=tmp_path / "r", progress=rec, **TINY)
+    finally:
+        INTERRUPTED.clear()
+    assert [s for s, status in rec.events if status == "start"] == [
+        "train", "evaluate", "explain"]
+    assert ("explain", "done") in rec.events  # explain finished: its files are complete
+    assert not (tmp_path / "r" / "faithfulness").exists()

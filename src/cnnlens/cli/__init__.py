@@ -11,12 +11,15 @@ import contextlib
 import importlib
 import logging
 import os
+import signal
 import sys
-from collections.abc import Sequence
+import threading
+from collections.abc import Iterator, Sequence
+from types import FrameType
 from typing import NoReturn
 
 from cnnlens import __version__
-from cnnlens.errors import CnnlensError
+from cnnlens.errors import INTERRUPTED, CnnlensError
 
 # Order here is the order in ``cnnlens --help``.
 COMMAND_MODULES = [
@@ -60,6 +63,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+@contextlib.contextmanager
+def _ctrl_c_flag() -> Iterator[None]:
+    """Ctrl-C raises KeyboardInterrupt as usual and also sets ``errors.INTERRUPTED``."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        INTERRUPTED.set()
+        raise KeyboardInterrupt
+
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None
+                      else signal.default_int_handler)
+        INTERRUPTED.clear()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     try:
@@ -76,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     name = f"cnnlens {args.command}" + (f" [rank {rank}]" if rank else "")
     try:
         with open(os.devnull, "w") if rank else contextlib.nullcontext(sys.stdout) as out, \
-                contextlib.redirect_stdout(out):
+                contextlib.redirect_stdout(out), _ctrl_c_flag():
             return int(args.func(args) or 0)
     except CnnlensError as exc:
         if args.debug:

@@ -21,7 +21,7 @@ from typing import Any
 
 from cnnlens.data import DataConfig, TaskData, load_task
 from cnnlens.distributed import Ranks, setup
-from cnnlens.errors import CnnlensError
+from cnnlens.errors import CnnlensError, check_interrupted
 from cnnlens.evaluate import stage as evaluate_stage
 from cnnlens.evaluate.stage import EvaluateOptions
 from cnnlens.explain import stage as explain_stage
@@ -256,6 +256,7 @@ def _run_stage(name: str, run_dir: RunDir, opts: RunOptions, data: TaskData, pro
         "train": None, "evaluate": opts.evaluate, "explain": opts.explain,
         "faithfulness": opts.faithfulness, "report": opts.report,
     }
+    check_interrupted()  # a Ctrl-C whose KeyboardInterrupt was lost in a finalizer
     t0 = time.perf_counter()
     # A stage whose inputs were just rewritten runs again; otherwise its skip rule decides
     # (rank 0 decides for all: every process must run or skip the same stages).
