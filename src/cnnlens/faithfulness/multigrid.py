@@ -15,7 +15,8 @@ iterations). The cost is linear in the number of removed pixels; 8-11 iterations
 enclosed holes): 2-5× faster than the factorisation at 224 px (bench/road_speed.py).
 
 CG stops when the largest entry of the preconditioned residual, which estimates the
-remaining error, is at most ``tol`` (in input units). The kernels are compiled with numba:
+remaining error, is at most ``tol`` (in input units). The kernels are compiled with numba
+(on first use, ~10 s, then loaded from numba's disk cache in well under a second):
 Gauss-Seidel is sequential per pixel, and array libraries would make one pass over memory
 per stencil term. Channels share the mask and are solved in lockstep, three at a time.
 """
