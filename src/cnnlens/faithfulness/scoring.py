@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -254,23 +253,13 @@ class ImputedScores:
         todo = [i for i, k in enumerate(keys) if k not in self._cache]
         self.reused += len(keys) - len(todo)
         group = max(bs, IMPUTE_GROUP)  # solved on several threads, then forwarded in bs
-        groups = [torch.as_tensor(todo[j : j + group], dtype=torch.long)
-                  for j in range(0, len(todo), group)]
-
-        def fill(idx: Tensor) -> Tensor:
-            return imp.impute(xs[idx], removed[idx], noise=self.noise, seed=self.seed)
-
-        # The next group is imputed while this one is scored (the solves release the GIL).
-        with ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(fill, groups[0]) if groups else None
-            for g, idx in enumerate(groups):
-                assert pending is not None
-                filled = pending.result()
-                pending = pool.submit(fill, groups[g + 1]) if g + 1 < len(groups) else None
-                p, _ = target_probs(model, filled, targets[idx], batch_size=bs)
-                for i, v in zip(idx.tolist(), p.tolist(), strict=True):
-                    self._cache[keys[i]] = v
-                self.solved += int(idx.numel())
+        for j in range(0, len(todo), group):
+            idx = torch.as_tensor(todo[j : j + group], dtype=torch.long)
+            filled = imp.impute(xs[idx], removed[idx], noise=self.noise, seed=self.seed)
+            p, _ = target_probs(model, filled, targets[idx], batch_size=bs)
+            for i, v in zip(idx.tolist(), p.tolist(), strict=True):
+                self._cache[keys[i]] = v
+            self.solved += int(idx.numel())
         return torch.tensor([self._cache[k] for k in keys], dtype=torch.float32)
 
 

@@ -295,6 +295,12 @@ def output_label(key: str) -> str:
     return f"{name}, frac {frac}" if frac else name
 
 
+def passes(metric: str, steps: int, n_percentages: int) -> int:
+    """Forward passes over the samples one map costs in ``metric`` (drop_increase: per frac)."""
+    return {"drop_increase": 1, "confidence": 1, "deletion": steps + 1,
+            "insertion": steps + 1, "road": 2 * n_percentages}[metric]
+
+
 def _projections(model: nn.Module, x: Tensor, n_maps: int, chosen: Sequence[str],
                  steps: int, opts: FaithfulnessOptions, bs: int, seconds: dict[str, Any], *,
                  n_fracs: int) -> dict[str, float]:
@@ -324,15 +330,12 @@ def _projections(model: nn.Module, x: Tensor, n_maps: int, chosen: Sequence[str]
             impute(x[:k_probe], ranks < k, noise=opts.noise)
         solve = (time.perf_counter() - t0) / len(opts.percentages) / k_probe  # per input
     removal = per_forward + (solve if opts.baseline == "road" else 0.0)
-    passes = {"drop_increase": float(n_fracs), "confidence": 1.0,
-              "deletion": steps + 1.0, "insertion": steps + 1.0}
     out: dict[str, float] = {}
+    cost = {"confidence": per_forward, "road": per_forward + solve}
     for m in missing:
-        if m == "road":
-            out[m] = n * n_maps * 2 * len(opts.percentages) * (per_forward + solve)
-        else:
-            cost = per_forward if m == "confidence" else removal
-            out[m] = n * n_maps * passes[m] * cost
+        per_map = passes(m, steps, len(opts.percentages)) * (
+            n_fracs if m == "drop_increase" else 1)
+        out[m] = n * n_maps * per_map * cost.get(m, removal)
     return out
 
 
@@ -511,9 +514,8 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
     for fam, f in jobs:
         keys += [M.output_key(o, f) for o in M.METRICS[fam].outputs]
     # progress in passes over the samples, so a long ROAD job moves the bar as it goes
-    passes = {"drop_increase": 1, "confidence": 1, "deletion": steps + 1,
-              "insertion": steps + 1, "road": 2 * len(opts.percentages)}
-    total_passes = len(all_maps) * sum(passes[fam] for fam, _ in jobs)
+    job_passes = {fam: passes(fam, steps, len(opts.percentages)) for fam, _ in jobs}
+    total_passes = len(all_maps) * sum(job_passes[fam] for fam, _ in jobs)
     done = 0
     for label, maps in all_maps.items():
         per_sample[label] = {}
@@ -544,7 +546,7 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
             choice = {k: v for k, v in res.choices.items() if k != "frac"}
             choices[fam] = choice
             seconds["metrics"][label][M.output_key(fam, f)] = time.perf_counter() - t0
-            done += passes[fam]
+            done += job_passes[fam]
             if progress and fam != "road":  # ROAD reported each of its passes already
                 progress("metrics", done, total_passes)
 
