@@ -17,7 +17,7 @@ from typing import Any
 
 from cnnlens.fileio import read_json
 from cnnlens.models import count_parameters
-from cnnlens.pipeline.folder import RunDir
+from cnnlens.rundir.folder import RunDir
 
 
 def describe(path: Path) -> dict[str, Any]:

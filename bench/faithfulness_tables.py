@@ -155,7 +155,7 @@ def _sanity_lines(res: dict[str, Any]) -> list[str]:
 def hmt(args: argparse.Namespace, work: Path) -> list[str]:
     from cnnlens.explain.stage import run_explain
     from cnnlens.faithfulness.table import format_table, format_tests
-    from cnnlens.pipeline.keras import import_keras
+    from cnnlens.pipeline.keras_run import import_keras
 
     methods = ["gradcam@max_pooling2d_1:prob", "gradcampp@conv2d_3:prob",
                "ablationcam@conv2d_3:prob"]
@@ -235,7 +235,7 @@ def _hmt_road_subset(args: argparse.Namespace, run: Path, methods: list[str]) ->
     from cnnlens.faithfulness.stage import pairwise_tests, parse_method
     from cnnlens.faithfulness.table import format_table
     from cnnlens.faithfulness.verdict import build_verdict
-    from cnnlens.pipeline.folder import RunDir
+    from cnnlens.rundir.folder import RunDir
 
     k = args.hmt_road_stride
     model, _ = RunDir(run).load_model()
@@ -307,7 +307,7 @@ def _hmt_road_subset(args: argparse.Namespace, run: Path, methods: list[str]) ->
 def _random_grids(run: Path, grids: list[int]) -> list[str]:
     """The random baseline on coarser or finer grids: how much the mask's shape matters."""
     from cnnlens.faithfulness import metrics as M
-    from cnnlens.pipeline.folder import RunDir
+    from cnnlens.rundir.folder import RunDir
 
     model, _ = RunDir(run).load_model()
     data = RunDir(run).load_data(data_dir=str(DATA / "hmt"), augment=False)
@@ -325,8 +325,8 @@ def _random_grids(run: Path, grids: list[int]) -> list[str]:
 
 def mnist1d(args: argparse.Namespace, work: Path) -> list[str]:
     from cnnlens.faithfulness.table import format_table, format_tests
-    from cnnlens.pipeline.folder import RunDir
-    from cnnlens.pipeline.keras import import_keras
+    from cnnlens.pipeline.keras_run import import_keras
+    from cnnlens.rundir.folder import RunDir
 
     if args.mnist_run:
         run = Path(args.mnist_run)

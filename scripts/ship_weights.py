@@ -15,9 +15,9 @@ import shlex
 from typing import Any
 
 from cnnlens.fileio import read_json
-from cnnlens.pipeline.checkpoint import save_checkpoint
-from cnnlens.pipeline.folder import RunDir
 from cnnlens.pipeline.pretrained import WEIGHTS_DIR
+from cnnlens.rundir.checkpoint import save_checkpoint
+from cnnlens.rundir.folder import RunDir
 
 
 def command_for(cfg: dict[str, Any]) -> str:

@@ -1,5 +1,6 @@
-"""Imports only go down (DESIGN §10): data, models → run folder, checkpoints → stages in data-flow
-order → pipeline → CLI. Checked on the source, including imports inside functions."""
+"""Imports only go down (DESIGN §10): data, models → run folder (cnnlens.rundir) → stages in
+data-flow order → pipeline → CLI. Checked on the source, including imports inside functions.
+Each package sits on one layer: no module is ranked apart from its package."""
 
 from __future__ import annotations
 
@@ -13,29 +14,28 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cnnlens"
 #: Lowest first. A module may import modules of its own rank or lower.
 LAYERS: list[tuple[str, ...]] = [
     ("cnnlens", "cnnlens.errors", "cnnlens.fileio", "cnnlens.device", "cnnlens.plotting",
-     "cnnlens.distributed"),
+     "cnnlens.distributed", "cnnlens.progress"),
     ("cnnlens.data", "cnnlens.models"),
-    ("cnnlens.pipeline.folder", "cnnlens.pipeline.checkpoint"),
+    ("cnnlens.rundir",),
     ("cnnlens.train",),
     ("cnnlens.evaluate",),
     ("cnnlens.explain",),
     ("cnnlens.faithfulness",),
     ("cnnlens.report",),
-    ("cnnlens.pipeline",),  # keras, config, stages, runner (and the lazy package itself)
+    ("cnnlens.pipeline",),
     ("cnnlens.cli", "cnnlens.__main__"),
 ]
 
 
 def rank(module: str) -> int:
-    """The layer of ``module``: the longest matching prefix wins."""
-    best, best_len = -1, -1
-    for i, prefixes in enumerate(LAYERS):
-        for p in prefixes:
-            if (module == p or module.startswith(p + ".")) and len(p) > best_len:
-                best, best_len = i, len(p)
-    if best < 0:
-        raise AssertionError(f"{module} is in no layer; add it to LAYERS")
-    return best
+    """The layer of ``module``: the one entry that is it or a package above it."""
+    found = {i for i, prefixes in enumerate(LAYERS) for p in prefixes
+             if p != "cnnlens" and (module == p or module.startswith(p + "."))}
+    if module == "cnnlens":
+        found.add(0)
+    if len(found) != 1:
+        raise AssertionError(f"{module} is in {len(found) or 'no'} layers; fix LAYERS")
+    return found.pop()
 
 
 def module_name(path: Path) -> str:
@@ -77,8 +77,8 @@ def test_imports_only_go_down(path: Path) -> None:
 
 
 def test_the_check_sees_function_level_imports(tmp_path: Path) -> None:
-    f = SRC / "pipeline" / "folder.py"
-    found = {mod for _, mod in cnnlens_imports(f)}
-    assert "cnnlens.pipeline.checkpoint" in found  # imported inside RunDir.load_model
+    f = tmp_path / "m.py"
+    f.write_text("def later() -> None:\n    from cnnlens.pipeline.runner import run\n")
+    assert cnnlens_imports(f) == [(2, "cnnlens.pipeline.runner")]
     assert rank("cnnlens.cli.run") > rank("cnnlens.pipeline.runner") > rank("cnnlens.report")
-    assert rank("cnnlens.pipeline.folder") < rank("cnnlens.train.loop")
+    assert rank("cnnlens.rundir.folder") < rank("cnnlens.train.loop")

@@ -13,8 +13,8 @@ from cnnlens.cli._common import parse_layer
 from cnnlens.errors import CnnlensError
 from cnnlens.explain.stage import load_cams
 from cnnlens.models import build_model
-from cnnlens.pipeline.checkpoint import save_checkpoint
-from cnnlens.pipeline.folder import RunDir
+from cnnlens.rundir.checkpoint import save_checkpoint
+from cnnlens.rundir.folder import RunDir
 
 
 @pytest.fixture(scope="session")

@@ -9,8 +9,8 @@ import torch
 
 from cnnlens.cli import main
 from cnnlens.models import build_model
-from cnnlens.pipeline.checkpoint import save_checkpoint
-from cnnlens.pipeline.folder import RunDir
+from cnnlens.rundir.checkpoint import save_checkpoint
+from cnnlens.rundir.folder import RunDir
 
 
 @pytest.fixture()

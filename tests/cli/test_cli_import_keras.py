@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cnnlens.cli import main
-from cnnlens.pipeline.folder import RunDir
+from cnnlens.rundir.folder import RunDir
 from support import require_path
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"

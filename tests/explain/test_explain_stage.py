@@ -14,8 +14,8 @@ import cnnlens.explain as engine
 from cnnlens.errors import CnnlensError
 from cnnlens.explain.stage import default_batch_size, load_cams, read_summary, run_explain
 from cnnlens.models import build_model
-from cnnlens.pipeline.checkpoint import save_checkpoint
-from cnnlens.pipeline.folder import RunDir
+from cnnlens.rundir.checkpoint import save_checkpoint
+from cnnlens.rundir.folder import RunDir
 from support import require_path
 
 CLASS_NAMES = [str(i) for i in range(10)]  # MNIST-1D's: the data must match the model

@@ -14,8 +14,8 @@ from cnnlens.errors import CnnlensError
 from cnnlens.faithfulness import metrics as M
 from cnnlens.faithfulness.stage import parse_method, run_faithfulness
 from cnnlens.models import build_model
-from cnnlens.pipeline.checkpoint import save_checkpoint
-from cnnlens.pipeline.folder import RunDir
+from cnnlens.rundir.checkpoint import save_checkpoint
+from cnnlens.rundir.folder import RunDir
 
 FAST = {"n_boot": 100, "sanity_samples": 6, "steps": 4, "sanity_seeds": 2}
 

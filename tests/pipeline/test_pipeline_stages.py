@@ -12,9 +12,9 @@ from cnnlens.evaluate import stage as evaluate_stage
 from cnnlens.explain import stage as explain_stage
 from cnnlens.faithfulness import stage as faithfulness_stage
 from cnnlens.pipeline import RunDir, run
-from cnnlens.pipeline.checkpoint import save_checkpoint
 from cnnlens.pipeline.stages import STAGE_NAMES, STAGES
 from cnnlens.report import stage as report_stage
+from cnnlens.rundir.checkpoint import save_checkpoint
 
 EXPLAIN = explain_stage.ExplainOptions(limit=12, figures=False)
 FAITH = faithfulness_stage.FaithfulnessOptions(limit=8, n_boot=20, sanity=False,

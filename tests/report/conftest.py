@@ -14,7 +14,7 @@ from cnnlens.cli import main
 from cnnlens.evaluate.stage import evaluate_run
 from cnnlens.explain.stage import run_explain
 from cnnlens.faithfulness.stage import run_faithfulness
-from cnnlens.pipeline.folder import RunDir
+from cnnlens.rundir.folder import RunDir
 
 
 @pytest.fixture(scope="session")

@@ -19,7 +19,7 @@ from safetensors.torch import load_file
 
 from cnnlens.cli import main
 from cnnlens.cli._common import TqdmTrainCallback
-from cnnlens.pipeline.checkpoint import load_checkpoint
+from cnnlens.rundir.checkpoint import load_checkpoint
 
 TRAIN = ["train", "--epochs", "3", "--device", "cpu", "--tb-cams-every", "0"]
 
@@ -74,7 +74,7 @@ def test_ctrl_c_saves_at_a_batch_boundary_and_resume_is_exact(
 KILLED = textwrap.dedent("""
     import os, signal, sys
     import safetensors.torch
-    import cnnlens.pipeline.checkpoint as ckpt
+    import cnnlens.rundir.checkpoint as ckpt
     from cnnlens.cli import main
 
     saves = {"n": 0}

@@ -12,8 +12,8 @@ from cnnlens.data import TaskData
 from cnnlens.errors import CnnlensError
 from cnnlens.models import build_model
 from cnnlens.pipeline import make_config, prepare_run_dir
-from cnnlens.pipeline.checkpoint import save_checkpoint
-from cnnlens.pipeline.folder import RunDir
+from cnnlens.rundir.checkpoint import save_checkpoint
+from cnnlens.rundir.folder import RunDir
 from cnnlens.train.loop import TrainCallback, kernel_parameters, make_optimizer, train_run
 from cnnlens.train.recipes import get_recipe, lr_at
 
@@ -75,6 +75,9 @@ def test_training_writes_run_and_is_deterministic(tmp_path: Path, tiny_task: Tas
     meta = json.loads((r1.checkpoints / "model.json").read_text())
     assert meta["model"] == "mnist1d-cnn" and meta["class_names"][0] == "0"
     assert meta["epoch"] == 2 and "torch" in meta["versions"]
+    # "auto" trains signals in fp32 on every CPU (bf16 only pays off for images), and the run
+    # records both the choice and what it resolved to
+    assert meta["recipe"]["precision"] == "auto" and meta["precision"] == "fp32"
     assert history[-1]["loss"] < history[0]["loss"]
 
 

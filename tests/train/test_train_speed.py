@@ -12,7 +12,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from cnnlens.pipeline import make_config, prepare_run_dir
-from cnnlens.pipeline.folder import RunDir
+from cnnlens.rundir.folder import RunDir
 from cnnlens.train.loop import TrainCallback, train_run
 from cnnlens.train.speed import (
     autocast,
@@ -25,10 +25,18 @@ from cnnlens.train.speed import (
 CPU = torch.device("cpu")
 
 
-def test_precision_auto_uses_bf16_only_where_native() -> None:
+def test_precision_auto_uses_bf16_only_for_images_where_native() -> None:
     assert resolve_precision("fp32", CPU) == "fp32"
     assert resolve_precision("bf16", CPU) == "bf16"
+    assert resolve_precision("bf16", CPU, spatial_dims=1) == "bf16"  # asked for: given
     assert resolve_precision("auto", CPU) == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("auto", CPU, spatial_dims=2) == resolve_precision("auto", CPU)
+    assert resolve_precision("auto", CPU, spatial_dims=1) == "fp32"  # signals: no gain
+
+
+def test_autocast_takes_a_resolved_precision() -> None:
+    with pytest.raises(ValueError, match="resolved"):
+        autocast(CPU, "auto")
 
 
 def test_bf16_autocast_runs_convolutions_in_bf16() -> None:

@@ -13,8 +13,7 @@ from cnnlens.data import TASKS
 from cnnlens.data.augment import AUGMENTATIONS
 from cnnlens.errors import CnnlensError
 from cnnlens.models import MODELS
-from cnnlens.pipeline.progress import Progress
-from cnnlens.train.loop import TrainCallback
+from cnnlens.progress import Progress, TrainCallback
 from cnnlens.train.recipes import OPTIMIZERS, PRECISIONS, SCHEDULES, recipe_names
 
 
@@ -117,8 +116,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    help="image augmentation: study (Keras affine + flips) or dihedral "
                    "(90° rotations + flips)")
     p.add_argument("--precision", choices=list(PRECISIONS), default=None,
-                   help="auto (bf16 autocast where the hardware computes bf16 natively: "
-                   "CUDA, AVX-512 BF16/AMX CPUs), fp32 or bf16")
+                   help="auto (bf16 autocast for images where the hardware computes bf16 "
+                   "natively: CUDA, AVX-512 BF16/AMX CPUs; fp32 otherwise and for signals), "
+                   "fp32 or bf16")
     p.add_argument("--early-stopping", action="store_true", default=None,
                    help="stop when validation loss has not improved for --patience epochs")
     p.add_argument("--patience", type=positive_int, default=None,
@@ -140,7 +140,7 @@ def skip_bad_data(args: argparse.Namespace) -> Any:
     (their list is printed); otherwise None (the stage loads the data itself)."""
     if not getattr(args, "skip_bad", False):
         return None
-    from cnnlens.pipeline.folder import RunDir
+    from cnnlens.rundir.folder import RunDir
 
     data = RunDir(args.run_dir).load_data(data_dir=args.data_dir, augment=False, skip_bad=True)
     print_skipped(data.info.get("skipped") or [])

@@ -28,7 +28,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from cnnlens.evaluate.stage import evaluate_run
-    from cnnlens.pipeline.folder import RunDir
+    from cnnlens.rundir.folder import RunDir
 
     run = RunDir(args.run_dir)
     data = skip_bad_data(args)

@@ -59,7 +59,7 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     from cnnlens.device import resolve_device
     from cnnlens.explain.stage import run_explain
-    from cnnlens.pipeline.folder import RunDir
+    from cnnlens.rundir.folder import RunDir
 
     prepare_pretrained(args)
     bars = Bars("explain ")

@@ -210,7 +210,7 @@ def _duration(seconds: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlens.pipeline.folder import RunDir
+    from cnnlens.rundir.folder import RunDir
 
     prepare_pretrained(args)
     results = compute(args, args.run_dir)

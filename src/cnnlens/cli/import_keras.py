@@ -30,8 +30,8 @@ def register(subparsers: Any) -> None:
 def run(args: argparse.Namespace) -> int:
     """Import the model and say where the run folder is."""
     from cnnlens.models import count_parameters
-    from cnnlens.pipeline.folder import RunDir
-    from cnnlens.pipeline.keras import import_keras
+    from cnnlens.pipeline.keras_run import import_keras
+    from cnnlens.rundir.folder import RunDir
 
     out = import_keras(args.file, task=args.task, out_dir=args.out, overwrite=args.overwrite)
     model, meta = RunDir(out).load_model()

@@ -25,8 +25,8 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlens.pipeline.folder import RunDir
     from cnnlens.report.stage import ReportOptions, run_stage
+    from cnnlens.rundir.folder import RunDir
 
     path = run_stage(RunDir(args.run_dir), ReportOptions(out=args.out,
                                                          max_image_px=args.max_image_px))

@@ -24,8 +24,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def main(args: argparse.Namespace) -> int:
     from cnnlens.errors import CnnlensError
     from cnnlens.fileio import read_json
-    from cnnlens.pipeline.folder import RunDir
     from cnnlens.pipeline.runner import run
+    from cnnlens.rundir.folder import RunDir
     from cnnlens.train.loop import train_run
 
     unit = "signal" if args.task in ("mnist1d", "signals") else "img"

@@ -15,8 +15,8 @@ from cnnlens.evaluate import plots
 from cnnlens.evaluate.metrics import classification_metrics
 from cnnlens.evaluate.predict import predict_proba
 from cnnlens.fileio import read_json, write_json, write_npz
-from cnnlens.pipeline.folder import RunDir, load_checked_data
 from cnnlens.plotting import save_figure
+from cnnlens.rundir.folder import RunDir, load_checked_data
 
 METRICS_FILE = "metrics.json"
 

@@ -29,7 +29,7 @@ from cnnlens.explain.api import explain_methods
 from cnnlens.explain.layers import default_layer, resolve_layer
 from cnnlens.explain.methods import METHODS, normalize_maps, upsample_maps
 from cnnlens.fileio import read_json, write_json, write_npz
-from cnnlens.pipeline.folder import RunDir, load_checked_data
+from cnnlens.rundir.folder import RunDir, load_checked_data
 
 DEFAULT_METHODS: tuple[str, ...] = ("gradcam", "gradcampp", "ablationcam")
 SCORES: tuple[str, ...] = ("logit", "prob")

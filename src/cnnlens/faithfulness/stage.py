@@ -34,7 +34,7 @@ from cnnlens.faithfulness.road import PERCENTAGES, check_percentages
 from cnnlens.faithfulness.sanity import CONSTANT, DRAWS
 from cnnlens.faithfulness.verdict import build_verdict
 from cnnlens.fileio import atomic_write, read_json, write_json, write_npz
-from cnnlens.pipeline.folder import RunDir, load_checked_data
+from cnnlens.rundir.folder import RunDir, load_checked_data
 
 DEFAULT_METHODS: tuple[str, ...] = ("gradcam", "gradcampp", "ablationcam")
 DEFAULT_METRICS: tuple[str, ...] = ("drop_increase", "confidence", "deletion", "insertion",

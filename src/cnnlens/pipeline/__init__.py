@@ -1,42 +1,19 @@
-"""The run layer: run folder, checkpoints, Keras import, the stage list and :func:`run`.
+"""The top of the library: one call runs train → evaluate → explain → faithfulness → report.
 
-Layers, lowest first: :mod:`.folder` and :mod:`.checkpoint` (used by every stage),
-:mod:`.keras` and :mod:`.config`, then :mod:`.stages` and :mod:`.runner` (which import the
-stages). Names are loaded on first use, so a stage importing ``cnnlens.pipeline.folder``
-does not pull in the stages above it.
+:mod:`.config` builds a run's configuration, :mod:`.create` makes its folder,
+:mod:`.keras_run` and :mod:`.pretrained` make run folders from a Keras file or the shipped
+weights, :mod:`.stages` is the stage table and :mod:`.runner` runs it. The run folder the
+stages share lives one layer down, in :mod:`cnnlens.rundir`.
 """
 
-from __future__ import annotations
+from cnnlens.pipeline.config import make_config
+from cnnlens.pipeline.create import prepare_run_dir
+from cnnlens.pipeline.keras_run import import_keras
+from cnnlens.pipeline.runner import RunOptions, RunResult, run
+from cnnlens.pipeline.stages import STAGE_NAMES, STAGES
+from cnnlens.progress import Progress
+from cnnlens.rundir import RunDir, RunLockedError, load_checkpoint, save_checkpoint
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "RunDir": "folder",
-    "RunLockedError": "folder",
-    "prepare_run_dir": "folder",
-    "load_checkpoint": "checkpoint",
-    "save_checkpoint": "checkpoint",
-    "make_config": "config",
-    "import_keras": "keras",
-    "STAGES": "stages",
-    "STAGE_NAMES": "stages",
-    "Progress": "progress",
-    "RunOptions": "runner",
-    "RunResult": "runner",
-    "run": "runner",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cnnlens.pipeline' has no attribute {name!r}")
-    return getattr(importlib.import_module(f"cnnlens.pipeline.{module}"), name)
-
-
-def __dir__() -> list[str]:
-    return sorted(_EXPORTS)
-
-
-__all__ = sorted(_EXPORTS)
+__all__ = ["STAGES", "STAGE_NAMES", "Progress", "RunDir", "RunLockedError", "RunOptions",
+           "RunResult", "import_keras", "load_checkpoint", "make_config", "prepare_run_dir",
+           "run", "save_checkpoint"]

@@ -14,8 +14,9 @@ from typing import Any
 from torch import nn
 
 from cnnlens.errors import CnnlensError, unknown_choice
-from cnnlens.pipeline.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
-from cnnlens.pipeline.folder import RunDir, prepare_run_dir
+from cnnlens.pipeline.create import prepare_run_dir
+from cnnlens.rundir import RunDir
+from cnnlens.rundir.checkpoint import load_checkpoint, read_checkpoint_meta, save_checkpoint
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "models" / "weights"
 

@@ -29,12 +29,13 @@ from cnnlens.explain.stage import ExplainOptions
 from cnnlens.faithfulness import stage as faithfulness_stage
 from cnnlens.faithfulness.stage import FaithfulnessOptions
 from cnnlens.pipeline.config import make_config
-from cnnlens.pipeline.folder import RunDir, locked_run_dir
-from cnnlens.pipeline.keras import keras_run_config, write_imported
-from cnnlens.pipeline.progress import Progress
+from cnnlens.pipeline.create import locked_run_dir
+from cnnlens.pipeline.keras_run import keras_run_config, write_imported
 from cnnlens.pipeline.stages import STAGE_NAMES, STAGES
+from cnnlens.progress import Progress
 from cnnlens.report import stage as report_stage
 from cnnlens.report.stage import ReportOptions
+from cnnlens.rundir import RunDir
 from cnnlens.train.loop import EpochHook, train_run
 
 #: Recipe options a user may override; None keeps the recipe's value.
@@ -302,7 +303,7 @@ def _run_stage(name: str, run_dir: RunDir, opts: RunOptions, data: TaskData, pro
 
 def _resume_note(run_dir: RunDir) -> str | None:
     """Where a resumed training run continues (from its training state), if it does."""
-    from cnnlens.pipeline.checkpoint import load_train_state
+    from cnnlens.rundir.checkpoint import load_train_state
 
     path = run_dir.checkpoints / "last_state.pt"
     if not path.is_file():

@@ -14,8 +14,8 @@ from typing import Any
 from cnnlens.evaluate import stage as evaluate_stage
 from cnnlens.explain import stage as explain_stage
 from cnnlens.faithfulness import stage as faithfulness_stage
-from cnnlens.pipeline.folder import RunDir
 from cnnlens.report import stage as report_stage
+from cnnlens.rundir.folder import RunDir
 
 
 def _trained(run: RunDir, _options: Any = None) -> bool:

@@ -14,10 +14,10 @@ import jinja2
 from cnnlens import __version__
 from cnnlens.errors import CnnlensError
 from cnnlens.fileio import atomic_write
-from cnnlens.pipeline.folder import RunDir
 from cnnlens.report import cam_sections, run_sections
 from cnnlens.report.images import DEFAULT_MAX_IMAGE_PX, check_max_image_px
 from cnnlens.report.model import ERROR, Ctx, Section
+from cnnlens.rundir.folder import RunDir
 
 log = logging.getLogger(__name__)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from cnnlens.pipeline.folder import RunDir
 from cnnlens.report.build import build_report
 from cnnlens.report.images import DEFAULT_MAX_IMAGE_PX, check_max_image_px
+from cnnlens.rundir.folder import RunDir
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Training: recipes and the loop (checkpoints live in :mod:`cnnlens.pipeline.checkpoint`)."""
+"""Training: recipes and the loop (checkpoints live in :mod:`cnnlens.rundir.checkpoint`)."""
 
 from cnnlens.train.loop import EpochHook, TrainCallback, make_optimizer, train_run
 from cnnlens.train.recipes import RECIPES, Recipe, get_recipe

@@ -16,6 +16,7 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from typing import Any
 
 import torch
@@ -30,13 +31,14 @@ from cnnlens.distributed import Ranks
 from cnnlens.errors import CnnlensError
 from cnnlens.fileio import write_json
 from cnnlens.models import build_model
-from cnnlens.pipeline.checkpoint import (
+from cnnlens.progress import TrainCallback
+from cnnlens.rundir.checkpoint import (
     load_checkpoint,
     load_train_state,
     save_checkpoint,
     save_train_state,
 )
-from cnnlens.pipeline.folder import RunDir
+from cnnlens.rundir.folder import RunDir
 from cnnlens.train import ddp
 from cnnlens.train.recipes import Recipe, epochs_for, lr_at
 from cnnlens.train.speed import (
@@ -46,19 +48,6 @@ from cnnlens.train.speed import (
     to_channels_last,
     uses_channels_last,
 )
-
-
-class TrainCallback:
-    """Hooks the CLI uses to draw progress; the library itself prints nothing."""
-
-    def on_epoch_start(self, epoch: int, epochs: int, n_items: int) -> None:
-        """Called before the first batch of a (0-based) epoch."""
-
-    def on_batch_end(self, n_items: int, loss: float, acc: float) -> None:
-        """Called after each optimisation step with the batch size and running means."""
-
-    def on_epoch_end(self, stats: dict[str, Any]) -> None:
-        """Called with the epoch's metrics after its checkpoint is written."""
 
 
 class EpochHook:
@@ -216,8 +205,11 @@ def _train(run: RunDir, *, data: TaskData | None, resume: bool,
         "class_names": data.class_names,
         "recipe": recipe.to_dict(),
         "seed": seed,
-        "precision": resolve_precision(recipe.precision, device),
+        "precision": resolve_precision(recipe.precision, device, data.train[0][0].dim() - 1),
     }
+    # the steps run at the precision resolved for this hardware and data; the stored recipe
+    # keeps the user's choice ("auto"), so the run's config is the same on every machine
+    recipe = replace(recipe, precision=meta_base["precision"])
 
     state_path = run.checkpoints / "last_state.pt"
     if resume and state_path.exists():

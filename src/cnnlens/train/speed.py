@@ -5,9 +5,12 @@ not the model: channels-last is a memory layout, and bf16 autocast keeps fp32 ma
 and fp32 losses. Each is used only where it is known to help (bench/accuracy.md, "Training
 speed"):
 
-- ``precision="auto"`` uses bf16 only where the hardware computes it natively (CUDA with
-  bf16, a CPU with AVX-512 BF16 or AMX): elsewhere oneDNN emulates bf16 and a step is several
-  times *slower* (Zen 3 EPYC without AVX-512: VGG-7 at 64 px, 14 img/s fp32 vs 1.8 bf16).
+- ``precision="auto"`` uses bf16 only for image batches and only where the hardware computes
+  it natively (CUDA with bf16, a CPU with AVX-512 BF16 or AMX): elsewhere oneDNN emulates
+  bf16 and a step is several times *slower* (Zen 3 EPYC without AVX-512: VGG-7 at 64 px,
+  14 img/s fp32 vs 1.8 bf16). 1-D signal models are too small to gain (MNIST-1D study net on
+  a Zen 4 with ``avx512_bf16``: 14.3k signals/s bf16 vs 15.1k fp32), so they keep fp32 and
+  the same weights on every CPU generation.
 - channels-last for image batches on CUDA and on CPUs with AVX-512 (the issue measured
   1.7× for the VGG-7 at 224 px there); on the AVX2-only Zen 3 it measured 0.79× of NCHW.
 """
@@ -32,12 +35,15 @@ def cpu_has_native_bf16() -> bool:
         return False
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``"bf16"`` or ``"fp32"``: what ``precision`` (auto, fp32, bf16) means on ``device``."""
+def resolve_precision(precision: str, device: torch.device, spatial_dims: int = 2) -> str:
+    """``"bf16"`` or ``"fp32"``: what ``precision`` (auto, fp32, bf16) means on ``device`` for
+    samples with ``spatial_dims`` spatial axes (1 for signals, 2 for images)."""
     if precision not in ("auto", "fp32", "bf16"):
         raise unknown_choice("--precision", precision, ["auto", "fp32", "bf16"])
     if precision != "auto":
         return precision
+    if spatial_dims < 2:
+        return "fp32"
     if device.type == "cuda":
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     if device.type == "cpu":
@@ -46,8 +52,11 @@ def resolve_precision(precision: str, device: torch.device) -> str:
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
-    """bf16 autocast for the forward pass when ``precision`` resolves to bf16, else a no-op."""
-    if resolve_precision(precision, device) == "bf16" and device.type in ("cpu", "cuda"):
+    """bf16 autocast for the forward pass when ``precision`` is ``"bf16"``, else a no-op
+    (``precision`` as :func:`resolve_precision` resolved it)."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"autocast takes a resolved precision, got {precision!r}")
+    if precision == "bf16" and device.type in ("cpu", "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

@@ -17,17 +17,13 @@ import pytest
 from cnnlens.cli import main
 from cnnlens.errors import CnnlensError
 from cnnlens.pipeline.config import make_config
-from cnnlens.pipeline.folder import (
-    RunDir,
-    RunLockedError,
-    check_class_names,
-    prepare_run_dir,
-)
+from cnnlens.pipeline.create import prepare_run_dir
+from cnnlens.rundir.folder import RunDir, RunLockedError, check_class_names
 
 Holder = tuple[Path, "subprocess.Popen[str]"]
 HOLDER = textwrap.dedent("""
     import sys, time
-    from cnnlens.pipeline.folder import RunDir
+    from cnnlens.rundir.folder import RunDir
     with RunDir(sys.argv[1]).lock(command="cnnlens run --out holder-test"):
         print("locked", flush=True)
         time.sleep(120)

@@ -15,13 +15,13 @@ from cnnlens.errors import CnnlensError
 from cnnlens.explain.stage import load_cams
 from cnnlens.models import build_model
 from cnnlens.pipeline import run
-from cnnlens.pipeline.checkpoint import (
+from cnnlens.rundir.checkpoint import (
     load_checkpoint,
     load_train_state,
     save_checkpoint,
     state_difference,
 )
-from cnnlens.pipeline.folder import RunDir
+from cnnlens.rundir.folder import RunDir
 
 MNIST = [str(i) for i in range(10)]
 

@@ -26,7 +26,6 @@ import errno
 import hashlib
 import json
 import os
-import shutil
 import socket
 import sys
 import threading
@@ -41,6 +40,7 @@ from torch import nn
 from cnnlens.data import DataConfig, TaskData, load_task
 from cnnlens.errors import CnnlensError
 from cnnlens.fileio import read_json, remove_stale_temporaries, write_json
+from cnnlens.rundir.checkpoint import load_checkpoint
 
 #: Everything a run writes; --overwrite removes exactly these, never a user's other files.
 RUN_ARTIFACTS = ("config.json", "checkpoints", "tb", "train", "eval", "cams", "faithfulness",
@@ -147,8 +147,6 @@ class RunDir:
 
         A checkpoint made for another model than the run's config names is refused.
         """
-        from cnnlens.pipeline.checkpoint import load_checkpoint
-
         model, meta = load_checkpoint(self.checkpoints, name, device=device,
                                       expect=self.expected_model())
         model.eval()
@@ -268,97 +266,5 @@ def load_checked_data(
     return data
 
 
-# -- creating ------------------------------------------------------------------------------
-def _comparable(cfg: dict[str, Any]) -> dict[str, Any]:
-    """The parts of a config that define a run (not when or where it was made).
-
-    Compared as JSON reads them back: a tuple (e.g. a user model's ``input_shape``) and
-    the list it becomes in ``config.json`` are the same run.
-    """
-    cfg = json.loads(json.dumps(cfg, default=str))
-    out = {k: v for k, v in cfg.items() if k not in ("created", "cnnlens_version", "device")}
-    data = dict(out.get("data", {}))
-    data.pop("cache_dir", None)
-    out["data"] = data
-    return out
-
-
-def _only_config(run: RunDir) -> bool:
-    """A folder holding a config and nothing a stage wrote: a run that never started."""
-    entries = {p.name for p in run.path.iterdir()} - {LOCK_NAME, "config.json"}
-    return not entries or (entries <= {"checkpoints", "tb"} and not any(
-        (run.path / e).is_dir() and any((run.path / e).iterdir()) for e in entries
-    ))
-
-
-def default_out(cfg: dict[str, Any]) -> Path:
-    """``runs/<task>-<timestamp>``: where a run goes when no folder is named."""
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    return Path("runs") / f"{cfg['task']}-{stamp}"
-
-
-@contextlib.contextmanager
-def locked_run_dir(out: str | Path | None, cfg: dict[str, Any], *,
-                   overwrite: bool) -> Iterator[RunDir]:
-    """:func:`prepare_run_dir` under the folder's lock, held until the block ends.
-
-    The lock is taken before anything is written, so a second process on the same folder
-    fails before touching it.
-    """
-    run = RunDir(out if out is not None else default_out(cfg))
-    if run.path.exists() and not run.path.is_dir():
-        raise CnnlensError(f"--out {run.path}: exists and is not a folder")
-    run.path.mkdir(parents=True, exist_ok=True)
-    with run.lock():
-        yield prepare_run_dir(run.path, cfg, overwrite=overwrite)
-
-
-def prepare_run_dir(out: str | Path | None, cfg: dict[str, Any], *,
-                    overwrite: bool) -> RunDir:
-    """Create the run folder, or reuse it when it holds a run of the same config.
-
-    A folder holding anything else is refused unless ``overwrite``, which removes only the
-    artifacts a run writes. A folder that holds only the config of a run that never started
-    (it failed before training) takes the new config without ``overwrite``.
-    """
-    run = RunDir(out if out is not None else default_out(cfg))
-    if run.path.exists() and not run.path.is_dir():
-        raise CnnlensError(f"--out {run.path}: exists and is not a folder")
-    if run.path.is_dir() and any(p.name != LOCK_NAME for p in run.path.iterdir()):
-        same = False
-        if run.exists():
-            try:
-                same = _comparable(run.read_config()) == _comparable(cfg)
-            except CnnlensError:
-                same = False
-        fresh = run.exists() and _only_config(run)
-        if not same and not overwrite and not fresh:
-            what = "a run with a different config" if run.exists() else "files that are not a run"
-            raise CnnlensError(
-                f"--out {run.path}: folder holds {what}; choose another --out or pass --overwrite"
-            )
-        if not same:
-            remove_artifacts(run)
-    run.path.mkdir(parents=True, exist_ok=True)
-    if not run.exists():
-        from cnnlens import __version__
-
-        stamped = {**cfg, "created": _dt.datetime.now().isoformat(timespec="seconds"),
-                   "cnnlens_version": __version__}
-        run.write_config(stamped)
-    return run
-
-
-def remove_artifacts(run: RunDir) -> None:
-    """Delete what a run writes (never other files in the folder)."""
-    for name in RUN_ARTIFACTS:
-        p = run.path / name
-        if p.is_dir():
-            shutil.rmtree(p)
-        elif p.exists():
-            p.unlink()
-
-
 __all__ = ["LOCK_NAME", "RUN_ARTIFACTS", "RunDir", "RunLockedError", "check_class_names",
-           "default_out", "load_checked_data", "locked_run_dir", "prepare_run_dir",
-           "remove_artifacts"]
+           "load_checked_data"]

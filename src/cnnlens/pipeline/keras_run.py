@@ -13,9 +13,9 @@ from torch import nn
 
 from cnnlens.data import DataConfig, describe_task, get_task
 from cnnlens.errors import CnnlensError
-from cnnlens.models.keras import load_keras_h5
-from cnnlens.pipeline.checkpoint import save_checkpoint
-from cnnlens.pipeline.folder import RunDir
+from cnnlens.models.keras_h5 import load_keras_h5
+from cnnlens.rundir.checkpoint import save_checkpoint
+from cnnlens.rundir.folder import RunDir
 
 
 def keras_run_config(path: str | Path, *, task: str, data: DataConfig) -> tuple[
