@@ -19,6 +19,11 @@ if [ "${1:-}" = "test" ]; then
     # Quantus 0.6.0 requires opencv-python, whose cv2 would overwrite the headless one the
     # test extras install; its metrics need only the extras' pandas, scikit-image, cachetools.
     pip install -q --no-deps "quantus==0.6.0"
+    # ONNX import (the onnx extra): onnx2torch 1.5.15 declares torchvision, used only by its
+    # NonMaxSuppression/RoiAlign converters; --no-deps keeps the multi-GB build out
+    # (cnnlens.models.onnx_import gives its import a stand-in). Its other deps: onnx, numpy.
+    pip install -q "onnx>=1.15"
+    pip install -q --no-deps "onnx2torch==1.5.15"
     bash scripts/install_browser.sh
 else
     pip install -q -e .

@@ -124,3 +124,32 @@ def test_console_script_help() -> None:
     assert proc.returncode == 0
     for cmd in ("run", "train", "evaluate"):
         assert cmd in proc.stdout
+
+
+def _imported_after(code: str, modules: tuple[str, ...]) -> list[str]:
+    """Which of ``modules`` a fresh interpreter has imported after running ``code``."""
+    probe = f"{code}\nimport sys\nprint(','.join(m for m in {modules!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.strip()
+    return out.split(",") if out else []
+
+
+HELP_ALL = """
+from cnnlens.cli import build_parser
+parser = build_parser()
+commands = parser._subparsers._group_actions[0].choices  # every command's own parser
+assert len(commands) >= 8, commands
+for sub in commands.values():
+    sub.format_help()
+"""
+
+
+def test_the_parser_builds_without_importing_torch_or_scipy() -> None:
+    """`cnnlens --help` stays fast: option choices live in torch-free modules and package
+    __init__s load their modules on first use (a module check, not a timing)."""
+    heavy = ("torch", "scipy", "sklearn", "matplotlib", "numba", "PIL")
+    assert _imported_after(HELP_ALL, heavy) == []
+    # the statistics alone, without the stage machinery
+    assert _imported_after("import cnnlens.faithfulness.stats", heavy) == ["scipy"]
+    # and the check sees an import when there is one
+    assert _imported_after("import cnnlens.explain.methods", ("torch",)) == ["torch"]

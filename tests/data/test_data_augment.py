@@ -9,15 +9,8 @@ import pytest
 import torch
 from scipy import ndimage
 
-from cnnlens.data.augment import (
-    DIHEDRAL_AUGMENT,
-    STUDY_AUGMENT,
-    AffineParams,
-    AugmentConfig,
-    augment_batch,
-    augment_image,
-    sample_params,
-)
+from cnnlens.data.augment import AffineParams, augment_batch, augment_image, sample_params
+from cnnlens.data.augmentations import DIHEDRAL_AUGMENT, STUDY_AUGMENT, AugmentConfig
 from cnnlens.errors import CnnlensError
 
 

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 import cnnlens.data.images as images
-from cnnlens.data.augment import STUDY_AUGMENT
+from cnnlens.data.augmentations import STUDY_AUGMENT
 from cnnlens.data.images import BadImageError, ImageFolderDataset, decode_image, scan_split
 from cnnlens.errors import CnnlensError
 

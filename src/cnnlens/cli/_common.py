@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 from tqdm import tqdm
 
 from cnnlens.data import TASKS
-from cnnlens.data.augment import AUGMENTATIONS
+from cnnlens.data.augmentations import AUGMENTATIONS
 from cnnlens.errors import CnnlensError
 from cnnlens.models import MODELS
 from cnnlens.progress import Progress, TrainCallback
@@ -93,7 +93,9 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default=None,
                    help=f"model: {', '.join(MODELS)} (default: the task's), or your own as "
                    "module:function or path/to/file.py:function returning an nn.Module "
-                   "(called with those of num_classes, in_channels, input_shape it accepts)")
+                   "(called with those of num_classes, in_channels, input_shape it accepts); "
+                   "with run: a trained model file (.onnx, .pt2, .h5, a pickled .pt with "
+                   "--trust-pickle) or a builder with --weights, explained without training")
     p.add_argument("--recipe", default="study",
                    help=f"training recipe ({', '.join(recipe_names())}; default study); "
                    "best: the task's strong model and settings (mnist1d, hmt)")
@@ -185,6 +187,8 @@ def run_options_from_args(args: argparse.Namespace, **stage_options: Any) -> Any
         "recipe": getattr(args, "recipe", "study"), "seed": getattr(args, "seed", 0),
         "device": args.device, "image_size": args.image_size, "skip_bad": args.skip_bad,
         "from_keras": getattr(args, "from_keras", None),
+        "weights": getattr(args, "weights", None),
+        "trust_pickle": bool(getattr(args, "trust_pickle", False)),
         "tb_cams_every": getattr(args, "tb_cams_every", None),
     }
     from cnnlens.pipeline.runner import TRAINING_FIELDS

@@ -19,8 +19,7 @@ from cnnlens.cli._common import (
 
 
 def register(subparsers: Any) -> None:
-    from cnnlens.explain import METHODS
-    from cnnlens.explain.stage import SCORES
+    from cnnlens.explain.options import DEFAULT_METHODS, METHOD_NAMES, SCORES
 
     p: argparse.ArgumentParser = subparsers.add_parser(
         "explain",
@@ -32,8 +31,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", help="a trained cnnlens run folder")
     add_pretrained_option(p)
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
-                   help=f"CAM methods (space- or comma-separated) of {', '.join(METHODS)} "
-                   "(default: gradcam,gradcampp,ablationcam)")
+                   help=f"CAM methods (space- or comma-separated) of {', '.join(METHOD_NAMES)} "
+                   f"(default: {','.join(DEFAULT_METHODS)})")
     p.add_argument("--layer", default=None,
                    help="layer to explain at, for all methods (NAME) or per method "
                    "(gradcam=max_pooling2d_1,ablationcam=conv2d_3); default: the model's "

@@ -17,10 +17,15 @@ from cnnlens.cli._common import (
 
 
 def register(subparsers: Any) -> None:
-    from cnnlens.faithfulness.metrics import BASELINES, METRICS
-    from cnnlens.faithfulness.road import PERCENTAGES
-    from cnnlens.faithfulness.sanity import CONSTANT, DRAWS
-    from cnnlens.faithfulness.stage import DEFAULT_METHODS, IMAGE_METRICS
+    from cnnlens.faithfulness.options import (
+        BASELINES,
+        CONSTANT,
+        DEFAULT_METHODS,
+        DRAWS,
+        IMAGE_METRICS,
+        METRIC_NAMES,
+        PERCENTAGES,
+    )
 
     p: argparse.ArgumentParser = subparsers.add_parser(
         "faithfulness",
@@ -51,7 +56,7 @@ def register(subparsers: Any) -> None:
                    help="kept fraction(s) for the drop/increase rate, in (0, 1] "
                    "(default: 0.9 for hmt, 0.15 and 0.3 for mnist1d)")
     p.add_argument("--metrics", nargs="+", default=None, metavar="METRIC",
-                   help=f"metrics to compute ({', '.join(METRICS)}; default: all for signals, "
+                   help=f"metrics to compute ({', '.join(METRIC_NAMES)}; default: all for signals, "
                    f"{' '.join(IMAGE_METRICS)} for images; the output prints the projected "
                    "time of the others)")
     p.add_argument("--split", default="test", help="train, val or test (default: test)")

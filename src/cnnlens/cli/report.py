@@ -7,7 +7,7 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    from cnnlens.report import DEFAULT_MAX_IMAGE_PX
+    from cnnlens.report.images import DEFAULT_MAX_IMAGE_PX
 
     p: argparse.ArgumentParser = subparsers.add_parser(
         "report",

@@ -18,8 +18,8 @@ from cnnlens.cli._common import (
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from cnnlens.explain.methods import METHODS
-    from cnnlens.faithfulness.metrics import METRICS
+    from cnnlens.explain.options import DEFAULT_METHODS, METHOD_NAMES, SCORES
+    from cnnlens.faithfulness.options import METRIC_NAMES
 
     p = sub.add_parser(
         "run", help="train (or import), evaluate, explain, score and report in one go",
@@ -31,6 +31,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_training_options(p)
     p.add_argument("--from-keras", default=None, metavar="FILE.h5",
                    help="import this trained Keras 2 HDF5 model instead of training")
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="trained weights of --model (a builder or registry name): .safetensors "
+                   "or a .pt/.pth state dict (also DDP / Lightning checkpoints); the run skips "
+                   "training")
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow a model or weights file that needs unpickling (a whole "
+                   "torch.save(model)); unpickling runs code: only for files you trust")
     p.add_argument("--pretrained", action="store_true",
                    help="use the task's shipped trained best model (mnist1d, hmt) instead of "
                    "training")
@@ -39,13 +46,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="replace a run of another config in --out")
     e = p.add_argument_group("explain and faithfulness")
     e.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
-                   help=f"CAM methods (space- or comma-separated) of {', '.join(METHODS)} "
-                   "(default: gradcam gradcampp ablationcam)")
+                   help=f"CAM methods (space- or comma-separated) of {', '.join(METHOD_NAMES)} "
+                   f"(default: {' '.join(DEFAULT_METHODS)})")
     e.add_argument("--layer", default=None,
                    help="CAM layer for all methods (NAME) or per method (gradcam=NAME,...); "
                    "default: the model's (the study's layers), or for your own model the last "
                    "conv-like layer with spatial output (printed)")
-    e.add_argument("--score", choices=["logit", "prob"], default=None,
+    e.add_argument("--score", choices=SCORES, default=None,
                    help="score the CAMs explain (default: the model's; the study's models: "
                    "logit for MNIST-1D, prob for HMT as the Keras models differentiated)")
     e.add_argument("--limit", type=positive_int, default=None,
@@ -54,7 +61,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                    help="kept fraction(s) of the drop/increase rate (default: 0.9 for hmt, "
                    "0.15 and 0.3 for mnist1d)")
     e.add_argument("--metrics", nargs="+", default=None, metavar="METRIC",
-                   help=f"faithfulness metrics ({', '.join(METRICS)}; default: all for "
+                   help=f"faithfulness metrics ({', '.join(METRIC_NAMES)}; default: all for "
                    "signals, drop_increase for images; more cost time: see cnnlens faithfulness "
                    "--help)")
     e.add_argument("--baseline", default="zero",
@@ -71,8 +78,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def options_from_args(args: argparse.Namespace) -> Any:
     """The pipeline options this command line asks for (the Python API takes the same)."""
-    from cnnlens.explain.stage import ExplainOptions
-    from cnnlens.faithfulness.stage import FaithfulnessOptions
+    from cnnlens.explain.options import ExplainOptions
+    from cnnlens.faithfulness.options import FaithfulnessOptions
     from cnnlens.report.images import DEFAULT_MAX_IMAGE_PX
     from cnnlens.report.stage import ReportOptions
 

@@ -12,11 +12,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
-
-from torch.utils.data import Dataset
+from typing import TYPE_CHECKING, Any
 
 from cnnlens.errors import CnnlensError, unknown_choice
+
+if TYPE_CHECKING:
+    from torch.utils.data import Dataset
+
+#: The splits a task has (``val`` may be empty).
+SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 
 @dataclass(frozen=True)
@@ -51,8 +55,8 @@ class TaskData:
 
     def split(self, name: str) -> Dataset[Any]:
         """Return a split by name (``train``, ``val`` or ``test``)."""
-        if name not in ("train", "val", "test"):
-            raise unknown_choice("split", name, ["train", "val", "test"])
+        if name not in SPLITS:
+            raise unknown_choice("split", name, SPLITS)
         dataset: Dataset[Any] = getattr(self, name)
         return dataset
 
@@ -223,5 +227,5 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("CNNLENS_CACHE", Path.home() / ".cache" / "cnnlens"))
 
 
-__all__ = ["TASKS", "DataConfig", "TaskData", "TaskShape", "TaskSpec", "default_cache_dir",
-           "describe_task", "get_task", "load_task", "require_data_dir"]
+__all__ = ["SPLITS", "TASKS", "DataConfig", "TaskData", "TaskShape", "TaskSpec",
+           "default_cache_dir", "describe_task", "get_task", "load_task", "require_data_dir"]

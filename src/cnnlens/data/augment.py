@@ -27,24 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from cnnlens.data.augmentations import AugmentConfig
 from cnnlens.errors import CnnlensError
-
-
-@dataclass(frozen=True)
-class AugmentConfig:
-    """Ranges of the random transform; the defaults are the study's."""
-
-    rotation_deg: float = 15.0
-    shear_deg: float = 0.1
-    hflip: bool = True
-    vflip: bool = True
-    quarter_turns: bool = False  # rotate by a random multiple of 90 degrees
-
-
-STUDY_AUGMENT = AugmentConfig()
-DIHEDRAL_AUGMENT = AugmentConfig(rotation_deg=0.0, shear_deg=0.0, quarter_turns=True)
-#: Augmentations a recipe can name (``--augmentation``).
-AUGMENTATIONS: dict[str, AugmentConfig] = {"study": STUDY_AUGMENT, "dihedral": DIHEDRAL_AUGMENT}
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from cnnlens.data.images import scan_split
 from cnnlens.errors import CnnlensError
 from cnnlens.fileio import write_json
 
@@ -308,6 +307,8 @@ def split_dataset(
     if test_per_class < 1:
         raise CnnlensError(f"--test-per-class must be >= 1, got {test_per_class}")
     root = find_class_root(src)
+    from cnnlens.data.images import scan_split  # torch: only when a folder is split
+
     scan = scan_split(root)
     dst = Path(dst)
     if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):

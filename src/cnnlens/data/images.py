@@ -25,13 +25,8 @@ from PIL import Image
 from torch.utils.data import Dataset
 
 from cnnlens.data import DataConfig, TaskData, TaskShape, require_data_dir
-from cnnlens.data.augment import (
-    AUGMENTATIONS,
-    AugmentConfig,
-    augment_batch,
-    augment_image,
-    sample_params,
-)
+from cnnlens.data.augment import augment_batch, augment_image, sample_params
+from cnnlens.data.augmentations import AUGMENTATIONS, AugmentConfig
 from cnnlens.data.splits import stratified_holdout
 from cnnlens.errors import CnnlensError
 from cnnlens.fileio import atomic_path, write_json

@@ -1,6 +1,10 @@
 """Evaluation: predictions, scikit-learn metrics and figures."""
 
-from cnnlens.evaluate.metrics import classification_metrics
-from cnnlens.evaluate.predict import predict_proba
+from cnnlens.lazy import lazy_exports
 
-__all__ = ["classification_metrics", "predict_proba"]
+_EXPORTS = {
+    "classification_metrics": "metrics",
+    "predict_proba": "predict",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -3,27 +3,21 @@
 >>> maps = cam(model, x, layer="conv1d_2", method="gradcam")  # (N, L) in [0, 1]
 """
 
-from cnnlens.explain.api import (
-    DEFAULT_MEMORY_BUDGET_MB,
-    CamResult,
-    cam,
-    explain,
-    explain_methods,
-)
-from cnnlens.explain.layers import candidate_layers, default_layer, resolve_layer
-from cnnlens.explain.methods import METHODS, CamMethod, normalize_maps, upsample_maps
+from cnnlens.lazy import lazy_exports
 
-__all__ = [
-    "DEFAULT_MEMORY_BUDGET_MB",
-    "METHODS",
-    "CamMethod",
-    "CamResult",
-    "cam",
-    "candidate_layers",
-    "default_layer",
-    "explain",
-    "explain_methods",
-    "normalize_maps",
-    "resolve_layer",
-    "upsample_maps",
-]
+_EXPORTS = {
+    "CamMethod": "methods",
+    "CamResult": "api",
+    "DEFAULT_MEMORY_BUDGET_MB": "api",
+    "METHODS": "methods",
+    "cam": "api",
+    "candidate_layers": "layers",
+    "default_layer": "layers",
+    "explain": "api",
+    "explain_methods": "api",
+    "normalize_maps": "methods",
+    "resolve_layer": "layers",
+    "upsample_maps": "methods",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

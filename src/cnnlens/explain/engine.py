@@ -27,8 +27,8 @@ from cnnlens.device import is_oom
 from cnnlens.errors import CnnlensError, unknown_choice
 from cnnlens.explain.checks import check_class_bound, model_error
 from cnnlens.explain.layers import sequential_tail
+from cnnlens.explain.options import SCORES
 
-SCORES = ("logit", "prob")
 PROBE_FACTOR = 16
 
 

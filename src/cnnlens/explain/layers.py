@@ -54,12 +54,21 @@ _CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTrans
                nn.ConvTranspose3d)
 
 
+def _is_conv(module: nn.Module) -> bool:
+    """A convolution module, or any module holding a kernel of rank >= 3 (out, in, *k) of its
+    own: converted graphs (``torch.export`` unflattened, custom conv classes) run their convs
+    as functions of such parameters."""
+    return isinstance(module, _CONV_TYPES) or any(
+        p.dim() >= 3 for p in module.parameters(recurse=False))
+
+
 def default_layer(model: nn.Module, x: torch.Tensor) -> str:
     """The last conv-like layer with spatial output: what to explain when none is named.
 
-    "Conv-like" = a convolution or a block containing one; among those whose output keeps
-    the input's spatial rank, the one finishing last in the forward pass (for a block
-    ``ConvReLU`` that is the block, after its activation; for a ResNet, its last stage).
+    "Conv-like" = a convolution (or a module with a conv kernel) or a block containing one;
+    among those whose output keeps the input's spatial rank, the one finishing last in the
+    forward pass (for a block ``ConvReLU`` that is the block, after its activation; for a
+    ResNet, its last stage).
     Found by one no-grad forward pass on ``x[:1]`` with the model's state restored.
     """
     from cnnlens.explain.state import preserved_model_state
@@ -68,7 +77,7 @@ def default_layer(model: nn.Module, x: torch.Tensor) -> str:
     handles = []
     modules = dict(model.named_modules())
     has_conv = {n for n, m in modules.items() if n and any(
-        isinstance(sub, _CONV_TYPES) for sub in m.modules())}
+        _is_conv(sub) for sub in m.modules())}
 
     def make_hook(layer_name: str):  # type: ignore[no-untyped-def]
         def hook(_m: nn.Module, _i: object, out: object) -> None:

@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from cnnlens.explain.engine import LayerContext, Reused
+from cnnlens.explain.options import METHOD_NAMES
 
 # pytorch-grad-cam upsamples Score-CAM masks with UpsamplingBilinear2d (align_corners=True);
 # we follow it so the maps agree, and say so in the docs.
@@ -206,7 +207,7 @@ def upsample_maps(maps: Tensor, size: tuple[int, ...]) -> Tensor:
     return F.interpolate(maps.unsqueeze(1), size=size, mode=mode, align_corners=False)[:, 0]
 
 
-METHODS: dict[str, CamMethod] = {
+_ALL = {
     m.name: m
     for m in (
         CamMethod("gradcam", gradcam, True, "Grad-CAM: channel weights = mean gradient"),
@@ -221,3 +222,9 @@ METHODS: dict[str, CamMethod] = {
         CamMethod("eigencam", eigencam, False, "Eigen-CAM: first principal component"),
     )
 }
+#: The methods by name, in :data:`cnnlens.explain.options.METHOD_NAMES` order (the names are
+#: declared there, torch-free, for the CLI).
+METHODS: dict[str, CamMethod] = {name: _ALL[name] for name in METHOD_NAMES}
+if set(_ALL) != set(METHOD_NAMES):  # pragma: no cover - a method added in one place only
+    raise ImportError(f"CAM methods {sorted(set(_ALL) ^ set(METHOD_NAMES))} are implemented "
+                      "or named, not both")

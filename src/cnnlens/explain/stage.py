@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,15 +24,14 @@ from torch.utils.data import Dataset
 from cnnlens.data import TaskData
 from cnnlens.data.batching import iterate_batches
 from cnnlens.distributed import setup
-from cnnlens.errors import CnnlensError, unknown_choice
+from cnnlens.errors import CnnlensError
 from cnnlens.explain.api import explain_methods
 from cnnlens.explain.layers import default_layer, resolve_layer
-from cnnlens.explain.methods import METHODS, normalize_maps, upsample_maps
+from cnnlens.explain.methods import normalize_maps, upsample_maps
+from cnnlens.explain.options import DEFAULT_METHODS, SCORES, ExplainOptions, resolve_methods
 from cnnlens.fileio import read_json, write_json, write_npz
 from cnnlens.rundir.folder import RunDir, load_checked_data
 
-DEFAULT_METHODS: tuple[str, ...] = ("gradcam", "gradcampp", "ablationcam")
-SCORES: tuple[str, ...] = ("logit", "prob")
 #: Default batch: as many samples as fit this many MB of input. Large batches matter: the
 #: engine's per-call cost dominates on small 1-D inputs (Grad-CAM on 1000 MNIST-1D signals:
 #: 8.4 s in calls of 32, 0.14 s in one call, on a busy 2-core machine); the engine chunks
@@ -47,52 +46,6 @@ LayerSpec = str | Mapping[str, str] | None
 
 
 @dataclass(frozen=True)
-class ExplainOptions:
-    """What the explain stage computes (``cnnlens explain`` options).
-
-    ``methods``/``layer``/``score`` of None take the model's defaults: the study's three
-    methods at the study's layers and score for its models; for a user's model, the last
-    conv-like layer with spatial output and the logit.
-    """
-
-    methods: tuple[str, ...] | None = None
-    layer: str | Mapping[str, str] | None = None
-    score: str | None = None
-    split: str = "test"
-    limit: int | None = None
-    batch_size: int | None = None
-    per_class: int = 3
-    max_failures: int = 8
-    figures: bool = True
-
-    def validate(self) -> None:
-        if self.methods is not None:
-            resolve_methods(self.methods)
-        if self.score is not None and self.score not in SCORES:
-            raise unknown_choice("score (--score)", self.score, SCORES)
-        if self.split not in ("train", "val", "test"):
-            raise unknown_choice("split (--split)", self.split, ["train", "val", "test"])
-        for name in ("limit", "batch_size"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise CnnlensError(f"--{name.replace('_', '-')} must be a positive integer, "
-                                   f"got {v!r}")
-        if isinstance(self.per_class, bool) or self.per_class < 1:
-            raise CnnlensError(f"--per-class must be at least 1, got {self.per_class}")
-        if isinstance(self.layer, Mapping):
-            for m in self.layer:
-                if m not in METHODS:
-                    raise unknown_choice("CAM method in --layer", m, METHODS)
-
-    def request(self) -> dict[str, Any]:
-        """The options as JSON (what ``is_done`` compares)."""
-        out = asdict(self)
-        out["methods"] = list(self.methods) if self.methods is not None else None
-        out["layer"] = dict(self.layer) if isinstance(self.layer, Mapping) else self.layer
-        return out
-
-
-@dataclass(frozen=True)
 class CamPlan:
     """Which layer and score each method runs at, and why (for the summary and the CLI)."""
 
@@ -100,21 +53,6 @@ class CamPlan:
     score: str
     chosen: str  # how the default layer was found: "model", "option" or "auto"
     notes: list[str] = field(default_factory=list)
-
-
-def resolve_methods(methods: str | Sequence[str]) -> list[str]:
-    """Parse ``"a,b"`` or a sequence into a de-duplicated list of known method names."""
-    names = [m.strip() for m in methods.split(",")] if isinstance(methods, str) else list(methods)
-    names = [m for m in names if m]
-    if not names:
-        raise CnnlensError(f"--methods is empty; valid: {', '.join(METHODS)}")
-    out: list[str] = []
-    for name in names:
-        if name not in METHODS:
-            raise unknown_choice("CAM method (--methods)", name, METHODS)
-        if name not in out:
-            out.append(name)
-    return out
 
 
 def plan_cams(model: nn.Module, model_name: str, methods: Sequence[str], layer: LayerSpec,

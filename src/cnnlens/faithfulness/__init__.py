@@ -6,33 +6,35 @@ aggregation is a separate step (:mod:`.stats`, :mod:`.verdict`); :func:`run_fait
 is the run-folder stage.
 """
 
-from __future__ import annotations
+from cnnlens.lazy import lazy_exports
 
-from cnnlens.faithfulness.imputation import impute
-from cnnlens.faithfulness.metrics import (
-    METRICS,
-    OUTPUTS,
-    MetricResult,
-    average_drop_increase,
-    deletion,
-    drop_increase,
-    insertion,
-    normalize_maps,
-    random_maps,
-    top_frac_mask,
-)
-from cnnlens.faithfulness.road import road
-from cnnlens.faithfulness.sanity import cascading_randomization, sanity_check, spearman_rows
-from cnnlens.faithfulness.scoring import ImputedScores
-from cnnlens.faithfulness.stage import parse_method, run_faithfulness
-from cnnlens.faithfulness.stats import bootstrap_ci, holm, paired_test, per_class
-from cnnlens.faithfulness.table import format_table, format_tests
-from cnnlens.faithfulness.verdict import build_verdict, kendalls_w
-
-__all__ = [
-    "METRICS", "OUTPUTS", "ImputedScores", "MetricResult", "average_drop_increase",
-    "bootstrap_ci", "build_verdict", "cascading_randomization", "deletion", "drop_increase",
-    "format_table", "format_tests", "holm", "impute", "insertion", "kendalls_w",
-    "normalize_maps", "paired_test", "parse_method", "per_class", "random_maps", "road",
-    "run_faithfulness", "sanity_check", "spearman_rows", "top_frac_mask",
-]
+_EXPORTS = {
+    "ImputedScores": "scoring",
+    "METRICS": "metrics",
+    "MetricResult": "metrics",
+    "OUTPUTS": "metrics",
+    "average_drop_increase": "metrics",
+    "bootstrap_ci": "stats",
+    "build_verdict": "verdict",
+    "cascading_randomization": "sanity",
+    "deletion": "metrics",
+    "drop_increase": "metrics",
+    "format_table": "table",
+    "format_tests": "table",
+    "holm": "stats",
+    "impute": "imputation",
+    "insertion": "metrics",
+    "kendalls_w": "verdict",
+    "normalize_maps": "metrics",
+    "paired_test": "stats",
+    "parse_method": "stage",
+    "per_class": "stats",
+    "random_maps": "metrics",
+    "road": "road",
+    "run_faithfulness": "stage",
+    "sanity_check": "sanity",
+    "spearman_rows": "sanity",
+    "top_frac_mask": "metrics",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -34,6 +34,7 @@ from scipy.sparse.linalg import splu
 from torch import Tensor
 
 from cnnlens.errors import CnnlensError
+from cnnlens.faithfulness.options import NOISE, check_noise
 
 #: (offset, weight) of the neighbours in 2-D: direct 1/6, diagonal 1/12 (sum 1).
 NEIGHBOURS_2D: tuple[tuple[tuple[int, int], float], ...] = (
@@ -42,7 +43,6 @@ NEIGHBOURS_2D: tuple[tuple[tuple[int, int], float], ...] = (
 )
 #: The two neighbours in 1-D, as offsets on a 1 × L grid.
 NEIGHBOURS_1D: tuple[tuple[tuple[int, int], float], ...] = (((0, 1), 0.5), ((0, -1), 0.5))
-NOISE = 0.01
 #: Removed positions solved in one block-diagonal system (1-D signals are tiny).
 GROUP_UNKNOWNS = 20_000
 #: Removed pixels from which an image is solved by multigrid CG rather than SuperLU, and the
@@ -64,14 +64,6 @@ DESCRIPTION = ("noisy linear imputation (ROAD): each removed position = weighted
 def tolerance(noise: float) -> float:
     """CG's stopping error for a noise scale: far below the noise, 1e-7 without noise."""
     return max(TOL_OF_NOISE * noise, TOL_FLOOR)
-
-
-def check_noise(noise: float) -> float:
-    """The noise scale is a finite number >= 0 (0: the plain linear imputation)."""
-    if isinstance(noise, bool) or not isinstance(noise, int | float) or not (
-            np.isfinite(noise) and noise >= 0):
-        raise CnnlensError(f"noise={noise!r} is invalid; accepted: a number >= 0")
-    return float(noise)
 
 
 def _grid(x: Tensor) -> tuple[int, int]:

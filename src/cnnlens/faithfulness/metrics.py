@@ -26,6 +26,7 @@ from torch import Tensor, nn
 
 from cnnlens.errors import CnnlensError
 from cnnlens.explain.methods import normalize_maps as _engine_normalize
+from cnnlens.faithfulness.options import METRIC_NAMES
 from cnnlens.faithfulness.road import road
 from cnnlens.faithfulness.scoring import (
     BASELINES,
@@ -319,7 +320,7 @@ class MetricSpec:
     description: str
 
 
-METRICS: dict[str, MetricSpec] = {
+_ALL: dict[str, MetricSpec] = {
     "drop_increase": MetricSpec(drop_increase, ("drop", "increase"), True,
                                 "the study's drop / increase rate (top-frac hard mask)"),
     "confidence": MetricSpec(average_drop_increase, ("avg_drop", "inc_conf"), False,
@@ -329,6 +330,11 @@ METRICS: dict[str, MetricSpec] = {
     "road": MetricSpec(road, ("road_morf", "road_lerf", "road_gap"), False,
                        "ROAD: most/least relevant first removal with noisy linear imputation"),
 }
+#: The metric families by name, in :data:`cnnlens.faithfulness.options.METRIC_NAMES` order.
+METRICS: dict[str, MetricSpec] = {name: _ALL[name] for name in METRIC_NAMES}
+if set(_ALL) != set(METRIC_NAMES):  # pragma: no cover - a metric added in one place only
+    raise ImportError(f"metrics {sorted(set(_ALL) ^ set(METRIC_NAMES))} are implemented or "
+                      "named, not both")
 
 
 def output_key(output: str, frac: float | None) -> str:

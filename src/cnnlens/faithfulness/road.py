@@ -24,8 +24,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from cnnlens.errors import CnnlensError
-from cnnlens.faithfulness.imputation import NOISE
+from cnnlens.faithfulness.options import NOISE, PERCENTAGES, check_percentages
 from cnnlens.faithfulness.scoring import (
     SCORE,
     ImputedScores,
@@ -34,22 +33,6 @@ from cnnlens.faithfulness.scoring import (
     original_scores,
     rank_positions,
 )
-
-PERCENTAGES: tuple[float, ...] = (10.0, 30.0, 50.0, 70.0, 90.0)
-
-
-def check_percentages(percentages: Sequence[float]) -> tuple[float, ...]:
-    """Removal percentages: at least one, each in (0, 100), no repeats; returned sorted."""
-    try:
-        vals = [float(p) for p in percentages]
-    except (TypeError, ValueError):
-        raise CnnlensError(f"percentages={percentages!r} is invalid; accepted: numbers in "
-                           "(0, 100)") from None
-    if not vals or any(isinstance(p, bool) or not 0.0 < p < 100.0 for p in vals) or len(
-            set(vals)) != len(vals):
-        raise CnnlensError(f"percentages={list(percentages)!r} is invalid; accepted: one or more "
-                           "distinct numbers in (0, 100)")
-    return tuple(sorted(vals))
 
 
 def removal_counts(positions: int, percentages: Sequence[float]) -> list[int]:

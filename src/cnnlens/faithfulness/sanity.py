@@ -31,11 +31,10 @@ from scipy.stats import rankdata
 from torch import Tensor, nn
 
 from cnnlens.errors import CnnlensError
+from cnnlens.faithfulness.options import CONSTANT, DRAWS
 
 CamFn = Callable[[nn.Module, Tensor, Tensor], Tensor]
 FLAG_THRESHOLD = 0.5
-DRAWS = ("normal", "reset")
-CONSTANT = ("zero", "nan")
 SEEDS: tuple[int, ...] = (0, 1, 2)
 
 

@@ -31,9 +31,9 @@ from cnnlens.explain.checks import (
 )
 from cnnlens.explain.checks import check_targets as _engine_targets
 from cnnlens.faithfulness import imputation as imp
+from cnnlens.faithfulness.options import BASELINES, check_baseline, check_frac
 
 SCORE = "softmax probability of the target class"
-BASELINES = ("zero", "mean", "road")
 
 
 @dataclass
@@ -48,13 +48,6 @@ class MetricResult:
 
 
 # -- validation ------------------------------------------------------------------------------
-def check_frac(frac: float) -> float:
-    """``frac`` is the kept fraction of positions: (0, 1]."""
-    if isinstance(frac, bool) or not isinstance(frac, int | float) or not 0.0 < frac <= 1.0:
-        raise CnnlensError(f"frac={frac!r} is invalid; accepted: a number in (0, 1]")
-    return float(frac)
-
-
 def check_steps(steps: int, positions: int) -> int:
     """Deletion/insertion steps: an integer from 1 to the number of positions."""
     if isinstance(steps, bool) or not isinstance(steps, int) or not 1 <= steps <= positions:
@@ -63,18 +56,6 @@ def check_steps(steps: int, positions: int) -> int:
             "(the number of input positions)"
         )
     return steps
-
-
-def check_baseline(baseline: str | float) -> str | float:
-    """``zero``, ``mean``, ``road`` or a finite number (the value removed positions take)."""
-    if isinstance(baseline, int | float) and not isinstance(baseline, bool):
-        if not np.isfinite(baseline):
-            raise CnnlensError(f"baseline={baseline!r} is invalid; accepted: a finite number")
-        return float(baseline)
-    if baseline not in BASELINES:
-        raise CnnlensError(f"baseline={baseline!r} is invalid; accepted: "
-                           f"{', '.join(BASELINES)} or a number")
-    return baseline
 
 
 def check_maps(x: Tensor, maps: Tensor) -> Tensor:

@@ -13,7 +13,6 @@ import csv
 import io
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,156 +23,29 @@ from torch import Tensor, nn
 from cnnlens.data import TaskData
 from cnnlens.data.batching import iterate_batches
 from cnnlens.distributed import current, setup
-from cnnlens.errors import CnnlensError, unknown_choice
-from cnnlens.explain import explain_methods
+from cnnlens.errors import CnnlensError
+from cnnlens.explain.api import explain_methods
 from cnnlens.explain.stage import load_cams, plan_cams, resolve_methods
 from cnnlens.faithfulness import metrics as M
 from cnnlens.faithfulness import stats as S
-from cnnlens.faithfulness.imputation import NOISE, check_noise
-from cnnlens.faithfulness.road import PERCENTAGES, check_percentages
-from cnnlens.faithfulness.sanity import CONSTANT, DRAWS
+from cnnlens.faithfulness.options import (
+    DEFAULT_FRACS,
+    DEFAULT_METHODS,
+    DEFAULT_METRICS,
+    IMAGE_METRICS,
+    RANDOM,
+    SANITY_SAMPLES,
+    FaithfulnessOptions,
+    MethodSpec,
+    default_metrics,
+    parse_method,
+)
 from cnnlens.faithfulness.verdict import build_verdict
 from cnnlens.fileio import atomic_write, read_json, write_json, write_npz
 from cnnlens.rundir.folder import RunDir, load_checked_data
 
-DEFAULT_METHODS: tuple[str, ...] = ("gradcam", "gradcampp", "ablationcam")
-DEFAULT_METRICS: tuple[str, ...] = ("drop_increase", "confidence", "deletion", "insertion",
-                                    "road")
-#: Image tasks get what fits the pipeline's budget (``cnnlens run --task hmt`` end to end in
-#: about 4 min on 2 CPU cores, so ~2 min for this stage): every metric costs one forward
-#: pass per map (3 methods + random) and image per pass, and the VGG-7 scores ~35 tiles/s
-#: at 224 px on an idle 2-core CPU, i.e. ~1 min per pass over the 496 HMT tiles and 4 maps.
-#: Table I (1 pass) + the unmasked scores + the 3-seed sanity check (~30 s) fill the
-#: budget; confidence (1 pass), deletion/insertion (steps + 1 passes each) and ROAD
-#: (2 × percentages passes plus a 10-50 ms multigrid solve per imputed tile; measured 17 min
-#: for 3 methods and the random map) are options whose projected time the stage prints.
-IMAGE_METRICS: tuple[str, ...] = ("drop_increase",)
-#: Samples of the sanity check (signals, images): each seed recomputes the maps of every
-#: method once per parameterised layer; 3 seeds × 16 tiles × 5 layers × 3 methods ≈ 20 s on
-#: the VGG-7 at 224 px (2 cores, idle), 3 × 32 signals on MNIST-1D well under a second.
-SANITY_SAMPLES: tuple[int, int] = (32, 16)
-DEFAULT_FRACS: dict[str, tuple[float, ...]] = {"hmt": (0.9,), "mnist1d": (0.15, 0.3)}
-SCORES = ("logit", "prob")
-RANDOM = "random"
-
 #: ``progress(stage, done, total)`` with stage ``"cams"``, ``"metrics"`` or ``"sanity"``.
 ProgressFn = Callable[[str, int, int], None]
-
-
-@dataclass(frozen=True)
-class MethodSpec:
-    """A method to score: ``name[@layer][:score]``, e.g. ``gradcam@max_pooling2d_1:prob``."""
-
-    label: str
-    method: str
-    layer: str | None = None
-    score: str | None = None
-
-
-def parse_method(spec: str) -> MethodSpec:
-    """Parse ``name[@layer][:score]``; the whole string is the method's label in the outputs."""
-    text = spec.strip()
-    rest, score = text, None
-    if ":" in text:
-        rest, score = text.rsplit(":", 1)
-        if score not in SCORES:
-            raise unknown_choice(f"score in --methods {text!r}", score, SCORES)
-    name, _, layer = rest.partition("@")
-    if not name or name == RANDOM:
-        raise CnnlensError(f"--methods {text!r}: expected name[@layer][:score]; "
-                           f"the {RANDOM!r} baseline is always included")
-    return MethodSpec(label=text, method=name, layer=layer or None, score=score)
-
-
-def _check_options(fracs: Sequence[float], metrics: Sequence[str], limit: int | None,
-                   steps: int, baseline: str | float, batch_size: int | None) -> None:
-    for f in fracs:
-        M.check_frac(f)
-    for m in metrics:
-        if m not in M.METRICS:
-            raise unknown_choice("metric (--metrics)", m, M.METRICS)
-    if limit is not None and (isinstance(limit, bool) or limit < 1):
-        raise CnnlensError(f"--limit must be a positive number of samples, got {limit}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise CnnlensError(f"--steps={steps!r} is invalid; accepted: an integer >= 1")
-    if isinstance(baseline, str) and baseline not in M.BASELINES:
-        raise unknown_choice("baseline (--baseline)", baseline, M.BASELINES)
-    M.check_baseline(baseline)
-    if batch_size is not None and batch_size < 1:
-        raise CnnlensError(f"--batch-size must be at least 1, got {batch_size}")
-
-
-def default_metrics(kind: str) -> tuple[str, ...]:
-    """The metric set a task kind gets when none is named."""
-    return IMAGE_METRICS if kind == "image" else DEFAULT_METRICS
-
-
-@dataclass(frozen=True)
-class FaithfulnessOptions:
-    """What the faithfulness stage computes (``cnnlens faithfulness`` options).
-
-    ``methods`` are ``name[@layer][:score]``; None takes the explain stage's defaults (the
-    model's layers and score). ``fracs``/``metrics`` of None take the task's defaults. The
-    random-map seed and the bootstrap seed are this stage's own ``seed``.
-    """
-
-    methods: tuple[str, ...] | None = None
-    fracs: tuple[float, ...] | None = None
-    metrics: tuple[str, ...] | None = None
-    split: str = "test"
-    limit: int | None = None
-    steps: int = 20
-    baseline: str | float = "zero"
-    percentages: tuple[float, ...] = PERCENTAGES
-    noise: float = NOISE
-    n_boot: int = 2000
-    alpha: float = 0.05
-    seed: int = 0
-    sanity: bool = True
-    sanity_samples: int | None = None
-    sanity_seeds: int = 3
-    sanity_draw: str = "normal"
-    sanity_constant: str = "zero"
-    random_cells: tuple[int, ...] | None = None
-    use_saved: bool = True
-    figures: bool = True
-    batch_size: int | None = None
-
-    def validate(self) -> None:
-        if self.methods is not None:
-            specs = [parse_method(m) for m in self.methods]
-            if len({s.label for s in specs}) != len(specs):
-                raise CnnlensError(f"--methods lists a method twice: {', '.join(self.methods)}")
-        _check_options(self.fracs or (), self.metrics or (), self.limit, self.steps,
-                       self.baseline, self.batch_size)
-        if isinstance(self.n_boot, bool) or self.n_boot < 1:
-            raise CnnlensError(f"--n-boot must be at least 1, got {self.n_boot}")
-        if self.sanity_samples is not None and (isinstance(self.sanity_samples, bool)
-                                                or self.sanity_samples < 1):
-            raise CnnlensError(f"--sanity-samples must be at least 1, got {self.sanity_samples}")
-        if isinstance(self.sanity_seeds, bool) or self.sanity_seeds < 1:
-            raise CnnlensError(f"--sanity-seeds must be at least 1, got {self.sanity_seeds}")
-        if self.sanity_draw not in DRAWS:
-            raise unknown_choice("randomization draw (--sanity-draw)", self.sanity_draw, DRAWS)
-        if self.sanity_constant not in CONSTANT:
-            raise unknown_choice("constant-map score (--sanity-constant)",
-                                 self.sanity_constant, CONSTANT)
-        check_percentages(self.percentages)
-        check_noise(self.noise)
-        if not 0.0 < self.alpha < 1.0:
-            raise CnnlensError(f"alpha={self.alpha!r} is invalid; accepted: a number in (0, 1)")
-        if self.split not in ("train", "val", "test"):
-            raise unknown_choice("split (--split)", self.split, ["train", "val", "test"])
-
-    def request(self) -> dict[str, Any]:
-        """The options as JSON, minus those that do not change the numbers."""
-        out = asdict(self)
-        for key in ("figures", "batch_size", "use_saved"):
-            out.pop(key)
-        for key in ("methods", "fracs", "metrics", "random_cells", "percentages"):
-            if out[key] is not None:
-                out[key] = list(out[key])
-        return out
 
 
 def is_done(run: RunDir, options: FaithfulnessOptions | None = None) -> bool:
@@ -355,50 +227,25 @@ def _csv(summary: dict[str, Any], per_class: dict[str, Any]) -> bytes:
 
 def run_faithfulness(
     run_dir: str | Path,
+    options: FaithfulnessOptions | None = None,
+    /,
     *,
-    methods: Sequence[str] | None = None,
-    fracs: Sequence[float] | None = None,
-    metrics: Sequence[str] | None = None,
-    split: str = "test",
-    limit: int | None = None,
     data_dir: str | None = None,
     device: str | torch.device = "cpu",
-    batch_size: int | None = None,
-    steps: int = 20,
-    baseline: str | float = "zero",
-    percentages: Sequence[float] = PERCENTAGES,
-    noise: float = NOISE,
-    n_boot: int = 2000,
-    alpha: float = 0.05,
-    seed: int = 0,
-    sanity: bool = True,
-    sanity_samples: int | None = None,
-    sanity_seeds: int = 3,
-    sanity_draw: str = "normal",
-    sanity_constant: str = "zero",
-    use_saved: bool = True,
-    random_cells: Sequence[int] | None = None,
-    figures: bool = True,
     progress: ProgressFn | None = None,
     data: TaskData | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
     """Score ``methods`` (``name[@layer][:score]``) and a random baseline; write ``faithfulness/``.
 
-    Targets are the model's predicted classes (as in the study). The random maps are drawn
-    on ``random_cells`` (default: the first method's CAM-layer grid) and upsampled: the
-    metrics depend on how blob-like a mask is, so the grid is stated in the output. Returns
-    the dict written to ``results.json``.
+    ``options``, or the fields of :class:`FaithfulnessOptions` as keywords
+    (``run_faithfulness(run, metrics=["road"], limit=50)``), say what to compute. Targets
+    are the model's predicted classes (as in the study). The random maps are drawn on
+    ``random_cells`` (default: the first method's CAM-layer grid) and upsampled: the metrics
+    depend on how blob-like a mask is, so the grid is stated in the output. Returns the dict
+    written to ``results.json``.
     """
-    opts = FaithfulnessOptions(
-        methods=tuple(methods) if methods is not None else None,
-        fracs=tuple(fracs) if fracs is not None else None,
-        metrics=tuple(metrics) if metrics is not None else None,
-        split=split, limit=limit, steps=steps, baseline=baseline,
-        percentages=tuple(float(p) for p in percentages), noise=noise, n_boot=n_boot,
-        alpha=alpha, seed=seed, sanity=sanity, sanity_samples=sanity_samples,
-        sanity_seeds=sanity_seeds, sanity_draw=sanity_draw, sanity_constant=sanity_constant,
-        random_cells=tuple(random_cells) if random_cells is not None else None,
-        use_saved=use_saved, figures=figures, batch_size=batch_size)
+    opts = FaithfulnessOptions.of(options, fields)
     return run_stage(RunDir(run_dir), opts, device=device, data_dir=data_dir, data=data,
                      progress=progress)
 

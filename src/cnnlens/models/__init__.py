@@ -7,23 +7,25 @@ instead (see :mod:`cnnlens.models.user`).
 
 from __future__ import annotations
 
+import importlib
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from cnnlens.errors import CnnlensError, unknown_choice
-from cnnlens.models.mnist1d_cnn import build_mnist1d_cnn
-from cnnlens.models.resnet import build_hmt_resnet, build_mnist1d_resnet
-from cnnlens.models.user import is_user_model, load_user_builder
-from cnnlens.models.vgg7 import build_hmt_vgg7
+from cnnlens.models.user import is_model_file, is_user_model, load_user_builder
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
 class ModelSpec:
     """What a model needs and offers: how to build it, its input shape and CAM layers.
+
+    ``builder`` names the build function as ``module:function``, imported on first use, so
+    listing the models (``cnnlens --help``) imports no torch.
 
     ``fit(input_shape, num_classes)`` gives the build keywords that adapt the model to a
     task's data (channels, length, classes); ``cam_layers`` overrides ``cam_layer`` per CAM
@@ -32,7 +34,7 @@ class ModelSpec:
     """
 
     name: str
-    build: Callable[..., nn.Module]
+    builder: str
     input_shape: tuple[int, ...]  # (C, *spatial) at the default resolution
     num_classes: int
     cam_layer: str  # the layer the study explains at
@@ -40,6 +42,12 @@ class ModelSpec:
     fit: Callable[[tuple[int, ...], int], dict[str, Any]] = lambda _shape, _k: {}
     cam_layers: Mapping[str, str] = field(default_factory=dict)
     cam_score: str = "logit"
+
+    def build(self, **kwargs: Any) -> nn.Module:
+        """A freshly initialised model with these build keywords."""
+        module, _, func = self.builder.partition(":")
+        built: nn.Module = getattr(importlib.import_module(module), func)(**kwargs)
+        return built
 
 
 def _fit_mnist1d(shape: tuple[int, ...], k: int) -> dict[str, Any]:
@@ -71,7 +79,7 @@ def _fit_signals(name: str) -> Callable[[tuple[int, ...], int], dict[str, Any]]:
 MODELS: dict[str, ModelSpec] = {
     "mnist1d-cnn": ModelSpec(
         name="mnist1d-cnn",
-        build=build_mnist1d_cnn,
+        builder="cnnlens.models.mnist1d_cnn:build_mnist1d_cnn",
         input_shape=(1, 40),
         num_classes=10,
         cam_layer="conv1d_2",
@@ -80,7 +88,7 @@ MODELS: dict[str, ModelSpec] = {
     ),
     "hmt-vgg7": ModelSpec(
         name="hmt-vgg7",
-        build=build_hmt_vgg7,
+        builder="cnnlens.models.vgg7:build_hmt_vgg7",
         input_shape=(3, 224, 224),
         num_classes=8,
         cam_layer="conv2d_3",
@@ -93,7 +101,7 @@ MODELS: dict[str, ModelSpec] = {
     # of two candidate blocks on the test split (bench/accuracy.md, "CAM layer").
     "mnist1d-resnet": ModelSpec(
         name="mnist1d-resnet",
-        build=build_mnist1d_resnet,
+        builder="cnnlens.models.resnet:build_mnist1d_resnet",
         input_shape=(1, 40),
         num_classes=10,
         cam_layer="res1d_2",
@@ -103,7 +111,7 @@ MODELS: dict[str, ModelSpec] = {
     ),
     "hmt-resnet": ModelSpec(
         name="hmt-resnet",
-        build=build_hmt_resnet,
+        builder="cnnlens.models.resnet:build_hmt_resnet",
         input_shape=(3, 128, 128),
         num_classes=8,
         cam_layer="res2d_1",
@@ -144,7 +152,16 @@ def model_kwargs_for(name: str, input_shape: tuple[int, ...], num_classes: int) 
 
 
 def build_model(name: str, **kwargs: Any) -> nn.Module:
-    """Build a freshly initialised model by registry name or user builder reference."""
+    """Build a freshly initialised model by registry name or user builder reference.
+
+    A trained model file (``model.onnx``, ``net.pt2``, ``model.h5``, a trusted pickle) is
+    loaded whole, architecture and weights: a run made from one rebuilds it this way, and
+    its checkpoint's weights then load on top (``kwargs``: ``trust_pickle``).
+    """
+    if is_model_file(name):
+        from cnnlens.models.load import load
+
+        return load(name, **kwargs).module
     if is_user_model(name):
         builder = load_user_builder(name)
         try:
@@ -153,6 +170,8 @@ def build_model(name: str, **kwargs: Any) -> nn.Module:
             raise CnnlensError(
                 f"--model {name}: the builder raised {type(exc).__name__}: {exc}"
             ) from exc
+        from torch import nn
+
         if not isinstance(model, nn.Module):
             raise CnnlensError(
                 f"--model {name}: the builder returned {type(model).__name__}, "
@@ -168,4 +187,4 @@ def count_parameters(model: nn.Module) -> int:
 
 
 __all__ = ["MODELS", "ModelSpec", "build_model", "count_parameters", "get_model_spec",
-           "is_user_model", "model_kwargs_for"]
+           "is_model_file", "is_user_model", "model_kwargs_for"]

@@ -17,6 +17,17 @@ from typing import Any
 
 from cnnlens.errors import CnnlensError
 
+#: Files that hold a whole trained model (architecture and weights), by extension: what
+#: ``--model FILE`` loads through :func:`cnnlens.models.load.load`.
+KERAS_SUFFIXES = (".h5", ".hdf5", ".keras")
+TORCH_MODEL_SUFFIXES = (".pt", ".pth", ".bin", ".ckpt", ".pkl")
+MODEL_FILE_SUFFIXES = (".onnx", ".pt2", *KERAS_SUFFIXES, *TORCH_MODEL_SUFFIXES)
+
+
+def is_model_file(name: str) -> bool:
+    """True for a reference to a trained model file (``model.onnx``, ``net.pt2``, ...)."""
+    return not is_user_model(name) and Path(name).suffix.lower() in MODEL_FILE_SUFFIXES
+
 
 def is_user_model(name: str) -> bool:
     """True for ``module:function`` / ``file.py:function`` references (no registry name has
@@ -95,4 +106,5 @@ def load_user_builder(ref: str) -> Callable[..., Any]:
     return builder
 
 
-__all__ = ["is_user_model", "load_user_builder", "normalize_reference", "split_reference"]
+__all__ = ["KERAS_SUFFIXES", "MODEL_FILE_SUFFIXES", "TORCH_MODEL_SUFFIXES", "is_model_file",
+           "is_user_model", "load_user_builder", "normalize_reference", "split_reference"]

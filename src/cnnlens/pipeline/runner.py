@@ -32,6 +32,7 @@ from cnnlens.pipeline.config import make_config
 from cnnlens.pipeline.create import locked_run_dir
 from cnnlens.pipeline.keras_run import keras_run_config, write_imported
 from cnnlens.pipeline.stages import STAGE_NAMES, STAGES
+from cnnlens.pipeline.trained import is_trained_source, trained_run_config
 from cnnlens.progress import Progress
 from cnnlens.report import stage as report_stage
 from cnnlens.report.stage import ReportOptions
@@ -54,7 +55,9 @@ class RunOptions:
     so nothing set for training changes another stage. ``device`` and ``data_dir`` are
     shared by every stage (documented: they say where to run and where the data is).
     ``from_keras`` imports a trained Keras file instead of training; ``pretrained`` takes
-    the task's shipped ``best`` model (:mod:`cnnlens.pipeline.pretrained`).
+    the task's shipped ``best`` model (:mod:`cnnlens.pipeline.pretrained`); a ``model`` that
+    is a trained model file (``.onnx``, ``.pt2``, ``.h5``, a pickle with ``trust_pickle``)
+    or a builder with ``weights`` is explained as it is (:mod:`cnnlens.pipeline.trained`).
     """
 
     task: str = "mnist1d"
@@ -67,6 +70,8 @@ class RunOptions:
     cache_dir: str | None = None
     skip_bad: bool = False
     from_keras: str | None = None
+    weights: str | None = None  # trained weights of ``model``: explain it, no training
+    trust_pickle: bool = False  # allow model/weights files that need unpickling
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -100,6 +105,16 @@ class RunOptions:
         ):
             raise CnnlensError("--from-keras imports a trained model: training options "
                                "(--epochs, --lr, ...) do not apply")
+        if is_trained_source(self.model, self.weights):
+            given = [k for k in TRAINING_FIELDS if getattr(self, k) is not None]
+            if given or self.from_keras is not None or self.pretrained:
+                what = ", ".join(f"--{k.replace('_', '-')}" for k in given) or (
+                    "--from-keras" if self.from_keras is not None else "--pretrained")
+                raise CnnlensError(f"--model {self.model} is a trained model (no training): "
+                                   f"{what} does not apply")
+            if self.model is None:
+                raise CnnlensError("--weights needs --model: the builder (module:function or "
+                                   "file.py:function) or registry name the weights belong to")
         if self.tb_cams_every is not None and (isinstance(self.tb_cams_every, bool)
                                                or self.tb_cams_every < 0):
             raise CnnlensError(f"--tb-cams-every must be >= 0, got {self.tb_cams_every}")
@@ -150,6 +165,17 @@ def run_config(options: RunOptions) -> tuple[dict[str, Any], Any]:
         if options.model is not None:
             raise CnnlensError("--from-keras builds the task's own model; --model does not apply")
         cfg, model, meta = keras_run_config(options.from_keras, task=options.task, data=data)
+        cfg["device"] = options.device
+        return cfg, (model, meta)
+    if is_trained_source(options.model, options.weights):
+        from cnnlens.pipeline.config import data_config
+
+        assert options.model is not None  # validate() says so to the user
+        data = data_config(task=options.task, data_dir=options.data_dir,
+                           image_size=options.image_size, cache_dir=options.cache_dir,
+                           skip_bad=options.skip_bad, seed=options.seed, augment=False)
+        cfg, model, meta = trained_run_config(options.model, options.weights, data=data,
+                                              trust_pickle=options.trust_pickle)
         cfg["device"] = options.device
         return cfg, (model, meta)
     if options.pretrained:
@@ -266,7 +292,8 @@ def _run_stage(name: str, run_dir: RunDir, opts: RunOptions, data: TaskData, pro
     if not upstream_ran and ranks.on_main(lambda: STAGES[name].is_done(run_dir,
                                                                        stage_opts[name])):
         detail = "already done"
-        if name == "train" and (opts.from_keras or opts.pretrained):
+        if name == "train" and (opts.from_keras or opts.pretrained
+                                or is_trained_source(opts.model, opts.weights)):
             detail = "shipped pretrained model" if opts.pretrained else "imported model"
         prog.stage(name, "skipped", detail)
         result.stages[name] = {"status": "skipped", "seconds": 0.0}

@@ -1,6 +1,12 @@
 """The self-contained HTML report of a run: every stage's results in one offline file."""
 
-from cnnlens.report.build import SECTIONS, build_report, collect
-from cnnlens.report.images import DEFAULT_MAX_IMAGE_PX
+from cnnlens.lazy import lazy_exports
 
-__all__ = ["DEFAULT_MAX_IMAGE_PX", "SECTIONS", "build_report", "collect"]
+_EXPORTS = {
+    "DEFAULT_MAX_IMAGE_PX": "images",
+    "SECTIONS": "build",
+    "build_report": "build",
+    "collect": "build",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

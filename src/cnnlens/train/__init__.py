@@ -1,7 +1,15 @@
 """Training: recipes and the loop (checkpoints live in :mod:`cnnlens.rundir.checkpoint`)."""
 
-from cnnlens.train.loop import EpochHook, TrainCallback, make_optimizer, train_run
-from cnnlens.train.recipes import RECIPES, Recipe, get_recipe
+from cnnlens.lazy import lazy_exports
 
-__all__ = ["RECIPES", "EpochHook", "Recipe", "TrainCallback", "get_recipe", "make_optimizer",
-           "train_run"]
+_EXPORTS = {
+    "EpochHook": "loop",
+    "RECIPES": "recipes",
+    "Recipe": "recipes",
+    "TrainCallback": "loop",
+    "get_recipe": "recipes",
+    "make_optimizer": "loop",
+    "train_run": "loop",
+}
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

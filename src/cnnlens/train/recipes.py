@@ -25,7 +25,7 @@ class Recipe:
 
     ``model`` and ``image_size`` are defaults that the user's ``--model`` /
     ``--image-size`` override; ``augmentation`` names the image augmentation (see
-    :data:`cnnlens.data.augment.AUGMENTATIONS`); ``precision`` picks bf16 autocast
+    :data:`cnnlens.data.augmentations.AUGMENTATIONS`); ``precision`` picks bf16 autocast
     (``auto``: where the hardware computes bf16 natively, see :mod:`cnnlens.train.speed`).
     """
 
@@ -91,7 +91,7 @@ class Recipe:
             raise CnnlensError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.early_stopping and self.val_fraction == 0.0:
             raise CnnlensError("--early-stopping needs a validation split: set --val-fraction > 0")
-        from cnnlens.data.augment import AUGMENTATIONS
+        from cnnlens.data.augmentations import AUGMENTATIONS
 
         if self.augmentation not in AUGMENTATIONS:
             raise unknown_choice("--augmentation", self.augmentation, AUGMENTATIONS)

@@ -1,0 +1,236 @@
+"""What the faithfulness stage computes: its options, their choices and their checks,
+free of torch.
+
+The CLI builds its parser from these (``cnnlens --help`` imports neither torch nor scipy);
+the metric, ROAD, imputation and sanity modules import the same names, so each is declared
+here once.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from cnnlens.data import SPLITS
+from cnnlens.errors import CnnlensError, unknown_choice
+from cnnlens.explain.options import DEFAULT_METHODS, SCORES
+
+#: Metric families, in the order outputs list them (implementations:
+#: :data:`cnnlens.faithfulness.metrics.METRICS`, keyed by these names).
+METRIC_NAMES: tuple[str, ...] = ("drop_increase", "confidence", "deletion", "insertion", "road")
+#: What removed positions take: zeros, the data's mean, ROAD's noisy linear imputation (or a
+#: number, given as such).
+BASELINES: tuple[str, ...] = ("zero", "mean", "road")
+#: ROAD's removal percentages (MoRF and LeRF each).
+PERCENTAGES: tuple[float, ...] = (10.0, 30.0, 50.0, 70.0, 90.0)
+#: ROAD's noise scale (standard deviation added to each imputed position).
+NOISE = 0.01
+#: The sanity check's parameter draws and its score for a constant map.
+DRAWS: tuple[str, ...] = ("normal", "reset")
+CONSTANT: tuple[str, ...] = ("zero", "nan")
+DEFAULT_STEPS = 20
+DEFAULT_N_BOOT = 2000
+#: Signals get every metric (MNIST-1D: seconds).
+DEFAULT_METRICS: tuple[str, ...] = METRIC_NAMES
+#: Image tasks get what fits the pipeline's budget (``cnnlens run --task hmt`` end to end in
+#: about 4 min on 2 CPU cores, so ~2 min for this stage): every metric costs one forward
+#: pass per map (3 methods + random) and image per pass, and the VGG-7 scores ~35 tiles/s
+#: at 224 px on an idle 2-core CPU, i.e. ~1 min per pass over the 496 HMT tiles and 4 maps.
+#: Table I (1 pass) + the unmasked scores + the 3-seed sanity check (~30 s) fill the
+#: budget; confidence (1 pass), deletion/insertion (steps + 1 passes each) and ROAD
+#: (2 × percentages passes plus a 10-50 ms multigrid solve per imputed tile; measured 17 min
+#: for 3 methods and the random map) are options whose projected time the stage prints.
+IMAGE_METRICS: tuple[str, ...] = ("drop_increase",)
+#: Samples of the sanity check (signals, images): each seed recomputes the maps of every
+#: method once per parameterised layer; 3 seeds × 16 tiles × 5 layers × 3 methods ≈ 20 s on
+#: the VGG-7 at 224 px (2 cores, idle), 3 × 32 signals on MNIST-1D well under a second.
+SANITY_SAMPLES: tuple[int, int] = (32, 16)
+DEFAULT_FRACS: dict[str, tuple[float, ...]] = {"hmt": (0.9,), "mnist1d": (0.15, 0.3)}
+RANDOM = "random"
+
+
+def _tuples(fields: dict[str, Any]) -> dict[str, Any]:
+    """Sequence-valued options as tuples (options objects are frozen and hashable), whole
+    percentages as floats (so ``[10, 50]`` and ``[10.0, 50.0]`` are the same request)."""
+    out = {k: tuple(v) if isinstance(v, list | tuple) else v for k, v in fields.items()}
+    if isinstance(out.get("percentages"), tuple):
+        out["percentages"] = tuple(float(p) if isinstance(p, int) and not isinstance(p, bool)
+                                   else p for p in out["percentages"])
+    return out
+
+
+def check_frac(frac: float) -> float:
+    """``frac`` is the kept fraction of positions: (0, 1]."""
+    if isinstance(frac, bool) or not isinstance(frac, int | float) or not 0.0 < frac <= 1.0:
+        raise CnnlensError(f"frac={frac!r} is invalid; accepted: a number in (0, 1]")
+    return float(frac)
+
+
+def check_baseline(baseline: str | float) -> str | float:
+    """``zero``, ``mean``, ``road`` or a finite number (the value removed positions take)."""
+    if isinstance(baseline, int | float) and not isinstance(baseline, bool):
+        if not math.isfinite(baseline):
+            raise CnnlensError(f"baseline={baseline!r} is invalid; accepted: a finite number")
+        return float(baseline)
+    if baseline not in BASELINES:
+        raise CnnlensError(f"baseline={baseline!r} is invalid; accepted: "
+                           f"{', '.join(BASELINES)} or a number")
+    return baseline
+
+
+def check_percentages(percentages: Sequence[float]) -> tuple[float, ...]:
+    """Removal percentages: at least one, each in (0, 100), no repeats; returned sorted."""
+    try:
+        vals = [float(p) for p in percentages]
+    except (TypeError, ValueError):
+        raise CnnlensError(f"percentages={percentages!r} is invalid; accepted: numbers in "
+                           "(0, 100)") from None
+    if not vals or any(isinstance(p, bool) or not 0.0 < p < 100.0 for p in vals) or len(
+            set(vals)) != len(vals):
+        raise CnnlensError(f"percentages={list(percentages)!r} is invalid; accepted: one or more "
+                           "distinct numbers in (0, 100)")
+    return tuple(sorted(vals))
+
+
+def check_noise(noise: float) -> float:
+    """The noise scale is a finite number >= 0 (0: the plain linear imputation)."""
+    if isinstance(noise, bool) or not isinstance(noise, int | float) or not (
+            math.isfinite(noise) and noise >= 0):
+        raise CnnlensError(f"noise={noise!r} is invalid; accepted: a number >= 0")
+    return float(noise)
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    """A method to score: ``name[@layer][:score]``, e.g. ``gradcam@max_pooling2d_1:prob``."""
+
+    label: str
+    method: str
+    layer: str | None = None
+    score: str | None = None
+
+
+def parse_method(spec: str) -> MethodSpec:
+    """Parse ``name[@layer][:score]``; the whole string is the method's label in the outputs."""
+    text = spec.strip()
+    rest, score = text, None
+    if ":" in text:
+        rest, score = text.rsplit(":", 1)
+        if score not in SCORES:
+            raise unknown_choice(f"score in --methods {text!r}", score, SCORES)
+    name, _, layer = rest.partition("@")
+    if not name or name == RANDOM:
+        raise CnnlensError(f"--methods {text!r}: expected name[@layer][:score]; "
+                           f"the {RANDOM!r} baseline is always included")
+    return MethodSpec(label=text, method=name, layer=layer or None, score=score)
+
+
+def _check_options(fracs: Sequence[float], metrics: Sequence[str], limit: int | None,
+                   steps: int, baseline: str | float, batch_size: int | None) -> None:
+    for f in fracs:
+        check_frac(f)
+    for m in metrics:
+        if m not in METRIC_NAMES:
+            raise unknown_choice("metric (--metrics)", m, METRIC_NAMES)
+    if limit is not None and (isinstance(limit, bool) or limit < 1):
+        raise CnnlensError(f"--limit must be a positive number of samples, got {limit}")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise CnnlensError(f"--steps={steps!r} is invalid; accepted: an integer >= 1")
+    if isinstance(baseline, str) and baseline not in BASELINES:
+        raise unknown_choice("baseline (--baseline)", baseline, BASELINES)
+    check_baseline(baseline)
+    if batch_size is not None and batch_size < 1:
+        raise CnnlensError(f"--batch-size must be at least 1, got {batch_size}")
+
+
+def default_metrics(kind: str) -> tuple[str, ...]:
+    """The metric set a task kind gets when none is named."""
+    return IMAGE_METRICS if kind == "image" else DEFAULT_METRICS
+
+
+@dataclass(frozen=True)
+class FaithfulnessOptions:
+    """What the faithfulness stage computes (``cnnlens faithfulness`` options).
+
+    ``methods`` are ``name[@layer][:score]``; None takes the explain stage's defaults (the
+    model's layers and score). ``fracs``/``metrics`` of None take the task's defaults. The
+    random-map seed and the bootstrap seed are this stage's own ``seed``.
+    """
+
+    methods: tuple[str, ...] | None = None
+    fracs: tuple[float, ...] | None = None
+    metrics: tuple[str, ...] | None = None
+    split: str = "test"
+    limit: int | None = None
+    steps: int = DEFAULT_STEPS
+    baseline: str | float = "zero"
+    percentages: tuple[float, ...] = PERCENTAGES
+    noise: float = NOISE
+    n_boot: int = DEFAULT_N_BOOT
+    alpha: float = 0.05
+    seed: int = 0
+    sanity: bool = True
+    sanity_samples: int | None = None
+    sanity_seeds: int = 3
+    sanity_draw: str = "normal"
+    sanity_constant: str = "zero"
+    random_cells: tuple[int, ...] | None = None
+    use_saved: bool = True
+    figures: bool = True
+    batch_size: int | None = None
+
+    def validate(self) -> None:
+        if self.methods is not None:
+            specs = [parse_method(m) for m in self.methods]
+            if len({s.label for s in specs}) != len(specs):
+                raise CnnlensError(f"--methods lists a method twice: {', '.join(self.methods)}")
+        _check_options(self.fracs or (), self.metrics or (), self.limit, self.steps,
+                       self.baseline, self.batch_size)
+        if isinstance(self.n_boot, bool) or self.n_boot < 1:
+            raise CnnlensError(f"--n-boot must be at least 1, got {self.n_boot}")
+        if self.sanity_samples is not None and (isinstance(self.sanity_samples, bool)
+                                                or self.sanity_samples < 1):
+            raise CnnlensError(f"--sanity-samples must be at least 1, got {self.sanity_samples}")
+        if isinstance(self.sanity_seeds, bool) or self.sanity_seeds < 1:
+            raise CnnlensError(f"--sanity-seeds must be at least 1, got {self.sanity_seeds}")
+        if self.sanity_draw not in DRAWS:
+            raise unknown_choice("randomization draw (--sanity-draw)", self.sanity_draw, DRAWS)
+        if self.sanity_constant not in CONSTANT:
+            raise unknown_choice("constant-map score (--sanity-constant)",
+                                 self.sanity_constant, CONSTANT)
+        check_percentages(self.percentages)
+        check_noise(self.noise)
+        if not 0.0 < self.alpha < 1.0:
+            raise CnnlensError(f"alpha={self.alpha!r} is invalid; accepted: a number in (0, 1)")
+        if self.split not in SPLITS:
+            raise unknown_choice("split (--split)", self.split, SPLITS)
+
+    @classmethod
+    def of(cls, options: FaithfulnessOptions | None, fields: dict[str, Any]
+           ) -> FaithfulnessOptions:
+        """``options`` with keyword ``fields`` applied (sequences become tuples), validated:
+        how library calls that take either an options object or keywords build theirs."""
+        if options is not None and fields:
+            options = replace(options, **_tuples(fields))
+        opts = options if options is not None else cls(**_tuples(fields))
+        opts.validate()
+        return opts
+
+    def request(self) -> dict[str, Any]:
+        """The options as JSON, minus those that do not change the numbers."""
+        out = asdict(self)
+        for key in ("figures", "batch_size", "use_saved"):
+            out.pop(key)
+        for key in ("methods", "fracs", "metrics", "random_cells", "percentages"):
+            if out[key] is not None:
+                out[key] = list(out[key])
+        return out
+
+
+__all__ = ["BASELINES", "CONSTANT", "DEFAULT_FRACS", "DEFAULT_METHODS", "DEFAULT_METRICS",
+           "DEFAULT_N_BOOT", "DEFAULT_STEPS", "DRAWS", "IMAGE_METRICS", "METRIC_NAMES", "NOISE",
+           "PERCENTAGES", "RANDOM", "SANITY_SAMPLES", "SCORES", "FaithfulnessOptions", "MethodSpec",
+           "check_baseline", "check_frac", "check_noise", "check_percentages", "default_metrics",
+           "parse_method"]

@@ -1,0 +1,166 @@
+"""A model trained elsewhere, explained without training: ``run(model=FILE | builder,
+weights=FILE)`` on the user's image folders.
+
+The model is a narrow ResNet-18 written as in torchvision (tests/models/resnet_ref.py),
+trained for a few steps here and saved the ways users save models: a plain state dict, a
+DDP-prefixed checkpoint dict, safetensors, ONNX and ``.pt2``. Each must give the in-memory
+model's logits (1e-5) and Grad-CAM maps (1e-4), and ``run`` on it writes a complete run
+folder without a training stage.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from cnnlens.errors import CnnlensError
+from cnnlens.explain import cam
+from cnnlens.explain.options import ExplainOptions
+from cnnlens.faithfulness.options import FaithfulnessOptions
+from cnnlens.models.load import load
+from cnnlens.pipeline import run
+from support import REPO, require
+from userdata import make_image_folders
+
+RESNET = f"{REPO / 'tests' / 'models' / 'resnet_ref.py'}:build"
+SIZE = 64  # layer4 of the ResNet is 2 x 2 here
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_image_folders(tmp_path_factory.mktemp("pics") / "pics", size=SIZE)
+
+
+def _resnet_ref() -> Any:
+    """tests/models/resnet_ref.py as a module (the user's own model code)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("resnet_ref_user", RESNET.rpartition(":")[0])
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def trained(folders: Path) -> torch.nn.Module:
+    """The user's model, trained for a few steps on the folders' training tiles."""
+    from cnnlens.data import DataConfig, load_task
+
+    data = load_task(DataConfig("images", data_dir=str(folders), image_size=SIZE,
+                                augment=False))
+    x = torch.stack([data.train[i][0] for i in range(len(data.train))])
+    y = torch.tensor([int(data.train[i][1]) for i in range(len(data.train))])
+    torch.manual_seed(0)
+    net: torch.nn.Module = _resnet_ref().build(num_classes=3)
+    opt = torch.optim.SGD(net.parameters(), lr=0.05, momentum=0.9)
+    for _ in range(5):
+        opt.zero_grad()
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    return net.eval()
+
+
+@pytest.fixture(scope="module")
+def saved(trained: torch.nn.Module, folders: Path) -> dict[str, dict[str, Any]]:
+    """The trained model saved five ways, as ``run`` keywords."""
+    out = folders.parent / "saved"
+    out.mkdir()
+    state = trained.state_dict()
+    torch.save(state, out / "plain.pt")
+    torch.save({"model_state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 3},
+               out / "ddp.pth")
+    save_file({k: v.contiguous() for k, v in state.items()}, str(out / "w.safetensors"))
+    example = torch.zeros(2, 3, SIZE, SIZE)
+    batch = torch.export.Dim("batch", min=1, max=1024)
+    program = torch.export.export(trained, (example,), dynamic_shapes=({0: batch},))
+    torch.export.save(program, out / "net.pt2")
+    require("onnx")
+    torch.onnx.export(trained, (example,), str(out / "net.onnx"), dynamo=False,
+                      input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    return {
+        "state dict": {"model": RESNET, "weights": str(out / "plain.pt")},
+        "DDP checkpoint": {"model": RESNET, "weights": str(out / "ddp.pth")},
+        "safetensors": {"model": RESNET, "weights": str(out / "w.safetensors")},
+        "pt2": {"model": str(out / "net.pt2")},
+        "onnx": {"model": str(out / "net.onnx")},
+    }
+
+
+SOURCES = ["state dict", "DDP checkpoint", "safetensors", "pt2", "onnx"]
+
+
+def _layer(source: str, module: torch.nn.Module) -> str:
+    """The loaded model's name for the original's ``layer4.1.bn2`` output (ONNX export
+    folds each BatchNorm into the conv before it)."""
+    if source != "onnx":
+        return "layer4.1.bn2"
+    names = [n for n, _ in module.named_modules() if n.endswith("layer4/1/conv2/Conv")]
+    assert len(names) == 1, names
+    return names[0]
+
+
+@pytest.mark.parametrize("source", SOURCES)
+def test_each_saved_form_gives_the_models_logits_and_maps(
+        source: str, saved: dict[str, dict[str, Any]], trained: torch.nn.Module) -> None:
+    kw = saved[source]
+    loaded = load(kw["model"], kw.get("weights"), builder_kwargs={"num_classes": 3}
+                  if "weights" in kw else None).module
+    x = torch.rand(5, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        assert float((loaded(x) - trained(x)).abs().max()) <= 1e-5
+    ours = cam(loaded, x, layer=_layer(source, loaded), method="gradcam")
+    theirs = cam(trained, x, layer="layer4.1.bn2", method="gradcam")
+    assert float((ours - theirs).abs().max()) <= 1e-4
+
+
+@pytest.mark.parametrize("source", ["DDP checkpoint", "onnx", "pt2"])
+def test_run_explains_a_trained_model_without_training(
+        source: str, saved: dict[str, dict[str, Any]], folders: Path, tmp_path: Path) -> None:
+    result = run(task="images", data_dir=str(folders), image_size=SIZE, device="cpu",
+                 out=tmp_path / "run", **saved[source],
+                 explain=ExplainOptions(methods=("gradcam", "ablationcam"), figures=False),
+                 faithfulness=FaithfulnessOptions(sanity=False, n_boot=50, figures=False))
+    assert result.stages["train"]["status"] == "skipped"
+    assert result.config["recipe"] is None
+    for rel in ("checkpoints/model.safetensors", "eval/metrics.json", "cams/gradcam.npz",
+                "cams/ablationcam.npz", "faithfulness/results.json", "report.html"):
+        assert (result.path / rel).is_file(), rel
+    assert not (result.path / "train").exists()
+    src = json.loads((result.path / "config.json").read_text())["source"]
+    assert len(src["sha256"]) == 64 and src["kind"] in ("builder+weights", "onnx", "pt2")
+    assert "imported" in (result.path / "report.html").read_text()
+    # the run folder's model is the user's model: same predictions as in memory
+    probs = result.evaluation
+    assert probs is not None and probs["n"] == 12
+
+
+def test_a_model_for_another_class_count_is_one_line_naming_both(
+        saved: dict[str, dict[str, Any]], tmp_path: Path) -> None:
+    pics = make_image_folders(tmp_path / "two", classes=("a", "b"), size=SIZE)
+    with pytest.raises(CnnlensError, match=r"outputs 3 class score\(s\).* has 2 classes"):
+        run(task="images", data_dir=str(pics), image_size=SIZE, device="cpu",
+            out=tmp_path / "run", **saved["onnx"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_inputs_of_another_size_name_both_shapes(saved: dict[str, dict[str, Any]],
+                                                 folders: Path, tmp_path: Path) -> None:
+    with pytest.raises(CnnlensError, match=r"takes inputs of shape \(3, 64, 64\).*\(3, 32, 32\)"):
+        run(task="images", data_dir=str(folders), image_size=32, device="cpu",
+            out=tmp_path / "run", **saved["onnx"])
+
+
+def test_training_options_do_not_apply_to_a_trained_model(
+        saved: dict[str, dict[str, Any]], folders: Path, tmp_path: Path) -> None:
+    with pytest.raises(CnnlensError, match="--epochs does not apply"):
+        run(task="images", data_dir=str(folders), epochs=3, out=tmp_path / "r",
+            **saved["state dict"])
+    with pytest.raises(CnnlensError, match="--weights needs --model"):
+        run(task="images", data_dir=str(folders), weights=saved["state dict"]["weights"],
+            out=tmp_path / "r")
