@@ -15,6 +15,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from _machine import machine_line
 from cnnlens.fileio import read_json
 from cnnlens.models import count_parameters
 from cnnlens.rundir.folder import RunDir
@@ -42,6 +43,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("runs", nargs="+", type=Path)
     args = ap.parse_args()
+    print(machine_line())  # every figure names the CPU it was measured on
     rows = [describe(p) for p in args.runs]
     print("| run | task | model | recipe | seed | test acc | correct | val acc (last) | "
           "epochs | train s |")

@@ -27,6 +27,7 @@ from torch import Tensor, nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _peers
+from _machine import machine_line
 from cnnlens.explain import METHODS, cam
 from cnnlens.models import build_model
 
@@ -231,6 +232,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vgg-images", type=int, default=32, help="VGG-7 batch (default 32)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     args = parser.parse_args(argv)
+    print(machine_line())  # every figure names the CPU it was measured on
     if args.threads:
         torch.set_num_threads(args.threads)
     _peers.install_torchvision_standin()

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from _machine import machine_line
 from cnnlens.explain import explain
 from cnnlens.models import build_model
 
@@ -39,6 +40,7 @@ def main() -> None:
     p.add_argument("--methods", default="gradcam,gradcampp,ablationcam")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args()
+    print(machine_line())  # every figure names the CPU it was measured on
     if args.threads:
         torch.set_num_threads(args.threads)
     torch.manual_seed(0)

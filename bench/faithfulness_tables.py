@@ -34,6 +34,9 @@ from typing import Any
 import numpy as np
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _machine import machine_line
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO.parent / "shared" / "data"
 
@@ -415,6 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="cpu")
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "faithfulness_tables.md"))
     args = p.parse_args(argv)
+    print(machine_line())  # every figure names the CPU it was measured on
     if not DATA.is_dir():
         print(f"shared data folder {DATA} is absent", file=sys.stderr)
         return 1

@@ -26,6 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from _machine import machine_line
+
 PERCENTAGES = (10, 30, 50, 70, 90)
 CELLS = (56, 28, 7)
 
@@ -60,6 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--tiles", type=int, default=4, help="224 px tiles per percentage and grid")
     args = p.parse_args(argv)
+    print(machine_line())  # every figure names the CPU it was measured on
     threads = torch.get_num_threads()
     print(f"load average before: {_load()}; torch {torch.__version__}, {threads} threads")
     x = torch.rand(args.tiles, 3, 224, 224, dtype=torch.float64) * 4 - 2

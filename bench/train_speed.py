@@ -25,6 +25,7 @@ from collections.abc import Callable, Iterator
 
 import torch
 
+from _machine import machine_line
 from cnnlens.data import DataConfig, load_task
 from cnnlens.data.batching import iterate_batches
 from cnnlens.models import build_model, count_parameters
@@ -102,6 +103,7 @@ def main() -> None:
     ap.add_argument("--augmentation", default="study")
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
+    print(machine_line())  # every figure names the CPU it was measured on
     if args.threads:
         torch.set_num_threads(args.threads)
     source = batch_source(args)

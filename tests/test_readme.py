@@ -22,7 +22,7 @@ def blocks() -> list[tuple[str, str]]:
 
 def test_the_readme_has_its_examples() -> None:
     kinds = [what.split()[0] for what, _ in blocks()]
-    assert kinds.count("file") == 3 and kinds.count("run") == 2 and kinds.count("python") == 1
+    assert kinds.count("file") == 5 and kinds.count("run") == 3 and kinds.count("python") == 1
 
 
 def test_readme_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -44,7 +44,9 @@ def test_readme_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.Monk
             exec(compile(body, "README.md", "exec"), {})
     out = capsys.readouterr().out
     assert "CAM layer 'features' chosen" in out
-    for run in ("runs/signals", "runs/pics", "runs/signals-py"):
+    for run in ("runs/signals", "runs/pics", "runs/signals-py", "runs/mine", "runs/mine-onnx"):
         assert (tmp_path / run / "report.html").is_file(), run
+    for run in ("runs/mine", "runs/mine-onnx"):  # trained elsewhere: explained, not trained
+        assert not (tmp_path / run / "train").exists(), run
     metrics = (tmp_path / "runs/pics/eval/metrics.json").read_text()
     assert '"class_names": [\n    "blue",\n    "green",\n    "red"\n  ]' in metrics

@@ -1,5 +1,6 @@
 """Keras HDF5 import: layout conversions against a numpy channels-last reference, the
-architecture checks, the run folder, and the study's accuracies on the shared data."""
+architecture checks, the run folder, and the study's accuracies on the shared data; the
+general import (any supported CNN) against outputs of real Keras (``keras_files/``)."""
 
 from __future__ import annotations
 
@@ -14,12 +15,16 @@ import pytest
 import torch
 
 from cnnlens.errors import CnnlensError
-from cnnlens.models.keras import load_keras_h5
-from cnnlens.pipeline.folder import RunDir
-from cnnlens.pipeline.keras import import_keras
+from cnnlens.models.keras_graph import KerasGraph
+from cnnlens.models.keras_h5 import load_keras_h5, load_keras_module
+from cnnlens.models.layers import ConvReLU
+from cnnlens.pipeline.keras_run import import_keras
+from cnnlens.rundir.folder import RunDir
 from support import require_path
 
 SHARED = Path(__file__).resolve().parents[2] / ".." / "shared" / "data"
+#: Written by real Keras (see make_keras_files.py there), with Keras' outputs for fixed inputs.
+KERAS_FILES = Path(__file__).resolve().parent / "keras_files"
 HMT_PER_CLASS = [0.855, 0.758, 0.774, 0.855, 0.661, 0.823, 0.952, 1.0]
 
 
@@ -360,26 +365,58 @@ def _shared(*parts: str) -> Path:
     return require_path(SHARED.joinpath(*parts))
 
 
-def test_mnist1d_h5_scores_877_of_1000() -> None:
+def _registry_state(general: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """The general module's weights under registry names (its Dense keeps the softmax)."""
+    return {k.replace(".linear.", "."): v for k, v in general.state_dict().items()}
+
+
+@pytest.mark.parametrize(("file", "model_name", "shape"),
+                         [("HMT.h5", "hmt-vgg7", (2, 3, 224, 224)),
+                          ("MNIST1D.h5", "mnist1d-cnn", (64, 1, 40))])
+def test_course_files_agree_through_the_general_and_registry_imports(
+    file: str, model_name: str, shape: tuple[int, ...]
+) -> None:
+    general, info = load_keras_module(_shared("keras", file))
+    registry, _ = load_keras_h5(_shared("keras", file), model_name=model_name)
+    assert info["layers"] == [n for n, _ in registry.named_children()]
+    assert info["input_shape"] == shape[1:] and info["keras_version"] == "2.4.0"
+    assert info["final_activation"] == "softmax" and info["num_classes"] == (
+        8 if file == "HMT.h5" else 10)
+    reg_state = registry.state_dict()
+    for key, value in _registry_state(general).items():
+        torch.testing.assert_close(value, reg_state[key], atol=0, rtol=0)
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        torch.testing.assert_close(general(x), torch.softmax(registry(x), 1), atol=1e-5, rtol=0)
+
+
+def test_mnist1d_h5_scores_877_of_1000_through_both_imports() -> None:
     from cnnlens.data import DataConfig, load_task
 
     model, _ = load_keras_h5(_shared("keras", "MNIST1D.h5"), model_name="mnist1d-cnn")
+    general, _ = load_keras_module(_shared("keras", "MNIST1D.h5"))
     test = load_task(DataConfig("mnist1d")).test  # the session cache (tests/conftest.py)
     x, y = test.tensors  # type: ignore[attr-defined]
     with torch.inference_mode():
         pred = model(x).argmax(1)
+        assert torch.equal(general(x).argmax(1), pred)
     assert int((pred == y).sum()) == 877 and len(y) == 1000
 
 
 @pytest.mark.slow
 def test_hmt_h5_scores_414_of_496_with_the_study_per_class_accuracy() -> None:
+    """One pass of the 496 tiles through the general import; the registry import holds the
+    same weights (checked) and gives the same probabilities on the first batch."""
     from cnnlens.data import DataConfig, load_task
 
     keras_file = _shared("keras", "HMT.h5")
     data = load_task(DataConfig("hmt", data_dir=str(_shared("hmt")), augment=False))
     assert len(data.test) == 496
-    model, _ = load_keras_h5(keras_file, model_name="hmt-vgg7")
-    model = model.to(memory_format=torch.channels_last)
+    general, _ = load_keras_module(keras_file)
+    registry, _ = load_keras_h5(keras_file, model_name="hmt-vgg7")
+    reg_state = registry.state_dict()
+    assert all(torch.equal(v, reg_state[k]) for k, v in _registry_state(general).items())
+    general = general.to(memory_format=torch.channels_last)
     loader = torch.utils.data.DataLoader(data.test, batch_size=32)
     preds, labels = [], []
     threads = torch.get_num_threads()
@@ -387,7 +424,11 @@ def test_hmt_h5_scores_414_of_496_with_the_study_per_class_accuracy() -> None:
     try:
         with torch.inference_mode():
             for x, y in loader:
-                preds.append(model(x.contiguous(memory_format=torch.channels_last)).argmax(1))
+                probs = general(x.contiguous(memory_format=torch.channels_last))
+                if not preds:
+                    torch.testing.assert_close(probs, torch.softmax(registry(x), 1),
+                                               atol=1e-5, rtol=0)
+                preds.append(probs.argmax(1))
                 labels.append(y)
     finally:
         torch.set_num_threads(threads)
@@ -404,4 +445,129 @@ def test_loading_leaves_the_callers_torch_rng_alone(mnist_like: Any) -> None:
     expected = torch.rand(3)
     torch.manual_seed(5)
     load_keras_h5(path, model_name="mnist1d-cnn")
+    torch.testing.assert_close(torch.rand(3), expected)
+
+
+# -- the general import: any supported Keras CNN ---------------------------------------------
+@pytest.mark.parametrize("layout", ["keras2", "keras3"])
+@pytest.mark.parametrize("name", ["sequential_2d", "functional_2d", "sequential_1d",
+                                  "functional_1d"])
+def test_general_import_reproduces_real_keras_outputs(name: str, layout: str) -> None:
+    """Strided/even/dilated/causal convs, same pooling, batch norm, dropout, residual Add,
+    Concatenate, ZeroPadding, Reshape, global pooling, Flatten into Dense and into Concatenate,
+    a shared layer, the other merges: each file as Keras 2 writes it and as Keras 3 does."""
+    ref = np.load(KERAS_FILES / f"{name}.npz")
+    model, info = load_keras_module(KERAS_FILES / f"{name}.{layout}.h5")
+    x = torch.from_numpy(np.moveaxis(ref["x"], -1, 1).copy())  # Keras takes channels last
+    with torch.no_grad():
+        out = model(x)
+    np.testing.assert_allclose(out.numpy(), ref["y"], atol=1e-5, rtol=0)
+    assert not model.training and all(p.dtype == torch.float32 for p in model.parameters())
+    assert info["input_shape"] == tuple(x.shape[1:]) and info["num_classes"] == ref["y"].shape[1]
+    assert info["final_activation"] == {"sequential_1d": "sigmoid", "functional_1d": None}.get(
+        name, "softmax")
+    assert info["layers"] == [n for n, _ in model.named_children()]
+    assert info["keras_version"].startswith(layout[-1])
+    assert isinstance(model, KerasGraph) == name.startswith("functional")
+
+
+def test_a_named_layer_is_hooked_after_its_fused_activation(tmp_path: Path) -> None:
+    model, info = load_keras_module(KERAS_FILES / "functional_2d.keras2.h5")
+    assert {"add", "concatenate", "zero_padding2d", "global_average_pooling2d"} <= set(
+        info["layers"])
+    seen: dict[str, torch.Tensor] = {}
+    for name in ("conv2d_1", "conv2d_3"):  # relu: after the ReLU; sigmoid: after the sigmoid
+        model.get_submodule(name).register_forward_hook(
+            lambda _m, _i, out, name=name: seen.__setitem__(name, out))
+    with torch.no_grad():
+        model(torch.randn(2, 3, 17, 15))
+    assert seen["conv2d_1"].min() >= 0 and seen["conv2d_1"].shape == (2, 8, 9, 7)
+    assert seen["conv2d_3"].min() >= 0 and seen["conv2d_3"].max() <= 1
+    path = write_keras_h5(tmp_path / "v.h5", vgg_layers(), vgg_weights(), [None, None, 3])
+    vgg, info = load_keras_module(path)
+    assert isinstance(vgg.get_submodule("conv2d_3"), ConvReLU)  # the registry models' block
+    assert info["input_shape"] == (3, None, None)
+
+
+def np_pool_same(x: np.ndarray, pool: int, stride: int, op: Any) -> np.ndarray:
+    """TF pooling with ``same`` padding (channels last): pads never enter a window."""
+    spatial = x.shape[1:-1]
+    starts = []
+    for n in spatial:
+        out = -(-n // stride)
+        before = max((out - 1) * stride + pool - n, 0) // 2
+        starts.append([i * stride - before for i in range(out)])
+    res = np.zeros((x.shape[0], *(len(s) for s in starts), x.shape[-1]))
+    for idx in np.ndindex(*(len(s) for s in starts)):
+        sl = tuple(slice(max(st[i], 0), st[i] + pool) for st, i in zip(starts, idx, strict=True))
+        window = x[(slice(None), *sl)].reshape(x.shape[0], -1, x.shape[-1])
+        res[(slice(None), *idx)] = op(window, axis=1)
+    return res
+
+
+@pytest.mark.parametrize(("dims", "size"), [(1, [8, 2]), (2, [7, 6, 2])])
+def test_same_pooling_pads_asymmetrically_as_tensorflow(
+    tmp_path: Path, dims: int, size: list[int]
+) -> None:
+    """pool 3 stride 2: 7 -> pads (1, 1), 6 and 8 -> (0, 1); average pools skip the pads."""
+    layers = [simple(f"{kind}Pooling{dims}D", f"{kind.lower()}_pool", pool_size=[3] * dims,
+                     strides=[2] * dims, padding="same", data_format="channels_last")
+              for kind in ("Average", "Max")]
+    x = np.random.default_rng(4).normal(size=(2, *size)).astype(np.float32)
+    for layer, op in zip(layers, (np.mean, np.max), strict=True):
+        model, _ = load_keras_module(write_keras_h5(tmp_path / "p.h5", [layer], {}, size))
+        with torch.no_grad():
+            out = model(torch.from_numpy(np.moveaxis(x, -1, 1).copy())).numpy()
+        np.testing.assert_allclose(np.moveaxis(out, 1, -1), np_pool_same(x, 3, 2, op), atol=1e-6)
+
+
+def _general_error(path: Path, *fragments: str) -> None:
+    with pytest.raises(CnnlensError) as exc:
+        load_keras_module(path)
+    msg = str(exc.value)
+    assert "\n" not in msg and str(path) in msg, msg
+    for frag in fragments:
+        assert frag in msg, msg
+
+
+@pytest.mark.parametrize(
+    ("over", "fragment"),
+    [
+        ({"data_format": "channels_first"}, "data_format='channels_first'"),
+        ({"groups": 2}, "groups=2"),
+        ({"activation": "hard_sigmoid"}, "activation 'hard_sigmoid', which is not supported"),
+        ({"padding": "full"}, "padding='full'"),
+    ],
+)
+def test_general_import_names_the_layer_and_unsupported_option(
+    tmp_path: Path, over: dict[str, Any], fragment: str
+) -> None:
+    path = write_keras_h5(tmp_path / "c.h5", vgg_layers(**over), vgg_weights(), [32, 32, 3])
+    _general_error(path, "layer 'conv2d_3' (Conv2D)", fragment)
+
+
+def test_general_import_refuses_unsupported_layers_and_non_models(tmp_path: Path) -> None:
+    layers = [*vgg_layers()[:2], simple("LSTM", "lstm", units=4), *vgg_layers()[2:]]
+    path = write_keras_h5(tmp_path / "l.h5", layers, vgg_weights(), [32, 32, 3])
+    _general_error(path, "layer 'lstm' (LSTM) is not supported; supported: InputLayer, Conv1D")
+    text = tmp_path / "text.h5"
+    text.write_text("not hdf5")
+    _general_error(text, "not a readable Keras HDF5 file")
+    weights_only = tmp_path / "w.h5"
+    with h5py.File(weights_only, "w") as f:
+        f.create_group("conv2d")
+    _general_error(weights_only, "not a Keras model file")
+    _general_error(tmp_path / "missing.h5", "file not found")
+    w_bad = dict(vgg_weights(), conv2d_2=(np.zeros((3, 3, 16, 64), np.float32),
+                                          vgg_weights()["conv2d_2"][1]))
+    path = write_keras_h5(tmp_path / "k.h5", vgg_layers(), w_bad, [32, 32, 3])
+    _general_error(path, "layer 'conv2d_2' (Conv2D) kernel has shape [3, 3, 16, 64]; "
+                   "expected [3, 3, 32, 64]")
+
+
+def test_general_import_leaves_the_callers_torch_rng_alone() -> None:
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    load_keras_module(KERAS_FILES / "sequential_2d.keras2.h5")
     torch.testing.assert_close(torch.rand(3), expected)

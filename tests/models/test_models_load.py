@@ -354,12 +354,20 @@ def test_onnx_unsupported_operator_names_it_and_its_node(tmp_path: Path) -> None
 
 
 def test_onnx2torch_leaves_no_torchvision_behind() -> None:
+    """In a fresh interpreter (other tests install their own stand-ins): importing
+    onnx2torch through cnnlens leaves sys.modules without a torchvision it did not have."""
     _need_onnx2torch()
-    import importlib.util
+    import subprocess
     import sys
 
-    if importlib.util.find_spec("torchvision") is None:
-        assert "torchvision" not in sys.modules
+    probe = ("import sys\nfrom cnnlens.models.onnx_import import has_torchvision, "
+             "import_onnx2torch\nreal = has_torchvision()\nimport_onnx2torch()\n"
+             "print(real, 'torchvision' in sys.modules, 'onnx2torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[2] == "True"
+    if out[0] == "False":
+        assert out[1] == "False"
 
 
 # --- Keras HDF5 routing (the converter itself lives in keras_h5) -----------------------------

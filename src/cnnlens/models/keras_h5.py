@@ -5,6 +5,9 @@ later stage reproduce the study's numbers. The file is read with h5py only (no T
 the ``model_config`` JSON gives the architecture, ``model_weights/<layer>`` the arrays. The
 architecture is checked layer by layer against a registry model, so a file that does not
 fit fails with a message naming the layer instead of loading silently wrong weights.
+Any other Keras CNN goes through :func:`load_keras_module` (re-exported from
+:mod:`cnnlens.models.keras_graph`), which rebuilds the file's own graph; for the course files
+both give the same weights and outputs (the tests check it).
 
 Layout conversions (Keras is channels-last):
 
@@ -32,7 +35,10 @@ from torch.nn.modules.conv import _ConvNd
 
 from cnnlens.errors import CnnlensError
 from cnnlens.models import get_model_spec
+from cnnlens.models.keras_graph import load_keras_module
 from cnnlens.models.layers import ConvReLU
+
+__all__ = ["load_keras_h5", "load_keras_module", "read_keras_h5"]
 
 SUPPORTED_LAYERS = (
     "InputLayer",

@@ -159,7 +159,9 @@ def _load_keras(path: Path) -> Imported:
     return Imported(
         module=module,
         converter=f"h5py {_version('h5py')}",
-        input_shape=tuple(int(d) for d in shape) if shape else None,
+        # a fully convolutional model leaves its spatial sizes open (None): not declared
+        input_shape=(tuple(int(d) for d in shape)
+                     if shape and all(d is not None for d in shape) else None),
         num_classes=info.get("num_classes"),
         final_activation=info.get("final_activation"),
         head_read=True,

@@ -54,6 +54,18 @@ def _torchvision_standin() -> dict[str, types.ModuleType]:
     return {"torchvision": tv, "torchvision.ops": ops}
 
 
+def has_torchvision() -> bool:
+    """True when the real torchvision is importable (a stand-in some other code put in
+    ``sys.modules`` has no ``__spec__`` and does not count)."""
+    module = sys.modules.get("torchvision")
+    if module is not None:
+        return getattr(module, "__spec__", None) is not None
+    try:
+        return importlib.util.find_spec("torchvision") is not None
+    except (ValueError, ImportError):
+        return False
+
+
 def import_onnx2torch() -> types.ModuleType:
     """``onnx2torch``, importable without torchvision; a missing package names the fix."""
     if "onnx2torch" in sys.modules:
@@ -61,16 +73,20 @@ def import_onnx2torch() -> types.ModuleType:
     for package in ("onnx", "onnx2torch"):
         if importlib.util.find_spec(package) is None:
             raise CnnlensError(f"loading .onnx files needs the {package} package; {_INSTALL}")
-    if importlib.util.find_spec("torchvision") is not None:
+    if has_torchvision():
         return importlib.import_module("onnx2torch")
     standin = _torchvision_standin()
+    before = {name: sys.modules.get(name) for name in standin}
     sys.modules.update(standin)
     try:
         return importlib.import_module("onnx2torch")
-    finally:
+    finally:  # leave sys.modules as found (another stand-in included)
         for name, module in standin.items():
             if sys.modules.get(name) is module:
-                del sys.modules[name]
+                if before[name] is None:
+                    del sys.modules[name]
+                else:
+                    sys.modules[name] = before[name]  # type: ignore[assignment]
 
 
 def _domain(domain: str) -> str:
@@ -111,7 +127,7 @@ def _check_operators(model: Any, path: Path) -> None:
     from onnx2torch.node_converters.registry import get_converter
 
     opsets = {_domain(o.domain): o.version for o in model.opset_import}
-    torchvision = importlib.util.find_spec("torchvision") is not None
+    torchvision = has_torchvision()
     for i, node in enumerate(model.graph.node):
         where = f"node {node.name or '#' + str(i)} ({node.op_type})"
         domain = _domain(node.domain)

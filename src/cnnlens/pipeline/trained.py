@@ -19,6 +19,7 @@ from torch import nn
 from cnnlens.data import DataConfig, TaskShape, describe_task
 from cnnlens.errors import CnnlensError
 from cnnlens.models import is_model_file, is_user_model, model_kwargs_for
+from cnnlens.models.heads import logits_model
 from cnnlens.models.load import LoadedModel, load
 from cnnlens.models.user import normalize_reference
 
@@ -45,18 +46,22 @@ def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
         loaded = load(name, trust_pickle=trust_pickle)
         kwargs = {"trust_pickle": True} if loaded.kind == "pickle" else {}
     check_fits(loaded, shape, data)
+    module, head, outputs = logits_model(loaded.module, tuple(shape.input_shape))
     source = {"model": loaded.source, "kind": loaded.kind, "weights": loaded.weights,
               "sha256": loaded.sha256, "converter": loaded.converter,
-              "final_activation": loaded.final_activation, "notes": list(loaded.notes)}
+              "outputs": outputs, "notes": list(loaded.notes)}
     source = {key: v for key, v in source.items() if v not in (None, [])}
     data_dict = {key: v for key, v in vars(data).items() if key != "task"}
     cfg: dict[str, Any] = {"task": data.task, "model": name, "data": data_dict,
                            "source": source, "recipe": None}
     if kwargs:
         cfg["model_kwargs"] = kwargs
-    meta = {"model": name, "model_kwargs": kwargs, "class_names": list(shape.class_names),
-            "epoch": None, "imported_from": source}
-    return cfg, loaded.module, meta
+    meta: dict[str, Any] = {"model": name, "model_kwargs": kwargs,
+                            "class_names": list(shape.class_names), "epoch": None,
+                            "imported_from": source}
+    if head is not None:  # removed again each time the run's model is loaded
+        meta["head_removed"] = {"head": head, "input_shape": list(shape.input_shape)}
+    return cfg, module, meta
 
 
 def check_fits(loaded: LoadedModel, shape: TaskShape, data: DataConfig) -> None:

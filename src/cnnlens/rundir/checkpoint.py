@@ -21,6 +21,7 @@ import cnnlens
 from cnnlens.errors import CnnlensError
 from cnnlens.fileio import atomic_path, read_json, write_error, write_json
 from cnnlens.models import build_model
+from cnnlens.models.heads import HEADS, remove_head
 
 
 def versions() -> dict[str, str]:
@@ -121,7 +122,24 @@ def load_checkpoint(
         raise CnnlensError(f"{path}: corrupt checkpoint weights ({exc})") from None
     check_state_fits(model, state, f"{path}: weights do not fit model {meta['model']!r}")
     model.load_state_dict(state)
-    return model.to(device), meta
+    return _without_head(model, meta, sidecar).to(device), meta
+
+
+def _without_head(model: nn.Module, meta: dict[str, Any], sidecar: Path) -> nn.Module:
+    """A trained model imported without its final softmax is rebuilt without it too."""
+    removed = meta.get("head_removed")
+    if not removed:
+        return model
+    try:
+        head, shape = str(removed["head"]), tuple(int(d) for d in removed["input_shape"])
+    except (TypeError, KeyError, ValueError):
+        raise CnnlensError(f"{sidecar}: head_removed must be {{'head', 'input_shape'}}, got "
+                           f"{removed!r}") from None
+    stripped = remove_head(model.eval(), head, shape) if head in HEADS else None
+    if stripped is None:
+        raise CnnlensError(f"{sidecar}: the model no longer ends in a removable {head} layer; "
+                           "import it again")
+    return stripped
 
 
 def state_difference(model: nn.Module, state: dict[str, torch.Tensor], *, limit: int = 6
