@@ -25,7 +25,7 @@ from cnnlens.faithfulness.options import FaithfulnessOptions
 from cnnlens.models.load import load
 from cnnlens.pipeline import run
 from support import REPO, require
-from userdata import make_image_folders
+from userdata import make_image_folders, make_signals
 
 RESNET = f"{REPO / 'tests' / 'models' / 'resnet_ref.py'}:build"
 SIZE = 64  # layer4 of the ResNet is 2 x 2 here
@@ -164,3 +164,32 @@ def test_training_options_do_not_apply_to_a_trained_model(
     with pytest.raises(CnnlensError, match="--weights needs --model"):
         run(task="images", data_dir=str(folders), weights=saved["state dict"]["weights"],
             out=tmp_path / "r")
+
+
+def test_normalize_is_the_models_preprocessing_in_every_stage(
+        saved: dict[str, dict[str, Any]], trained: torch.nn.Module, folders: Path,
+        tmp_path: Path) -> None:
+    import numpy as np
+
+    from cnnlens.data import DataConfig, load_task
+
+    result = run(task="images", data_dir=str(folders), image_size=SIZE, device="cpu",
+                 out=tmp_path / "run", normalize="0.5,0.25", **saved["onnx"],
+                 explain=ExplainOptions(methods=("gradcam",), figures=False),
+                 faithfulness=FaithfulnessOptions(sanity=False, n_boot=20, figures=False,
+                                                  metrics=("drop_increase",)))
+    test = load_task(DataConfig("images", data_dir=str(folders), image_size=SIZE,
+                                augment=False)).test
+    x = torch.stack([test[i][0] for i in range(len(test))])  # the data stays in [0, 1]
+    with torch.no_grad():
+        expected = torch.softmax(trained((x - 0.5) / 0.25), dim=1).numpy()
+    with np.load(result.path / "eval" / "predictions.npz") as f:
+        assert np.allclose(f["probs"], expected, atol=1e-5)
+    faith = json.loads((result.path / "faithfulness" / "results.json").read_text())
+    assert "before the model's normalization" in faith["choices"]["removal_space"]
+    assert json.loads((result.path / "config.json").read_text())["normalize"] == {
+        "mean": [0.5], "std": [0.25]}
+    signals = make_signals(tmp_path / "s.npz", channels=1)
+    with pytest.raises(CnnlensError, match="--normalize has 3 values per statistic; the data"):
+        run(task="signals", data_dir=str(signals), out=tmp_path / "r3", normalize="imagenet",
+            **saved["onnx"])

@@ -189,6 +189,7 @@ def run_options_from_args(args: argparse.Namespace, **stage_options: Any) -> Any
         "from_keras": getattr(args, "from_keras", None),
         "weights": getattr(args, "weights", None),
         "trust_pickle": bool(getattr(args, "trust_pickle", False)),
+        "normalize": getattr(args, "normalize", None),
         "tb_cams_every": getattr(args, "tb_cams_every", None),
     }
     from cnnlens.pipeline.runner import TRAINING_FIELDS

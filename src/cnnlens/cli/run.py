@@ -20,6 +20,7 @@ from cnnlens.cli._common import (
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from cnnlens.explain.options import DEFAULT_METHODS, METHOD_NAMES, SCORES
     from cnnlens.faithfulness.options import METRIC_NAMES
+    from cnnlens.models.contract import NORMALIZE_HELP
 
     p = sub.add_parser(
         "run", help="train (or import), evaluate, explain, score and report in one go",
@@ -38,6 +39,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--trust-pickle", action="store_true",
                    help="allow a model or weights file that needs unpickling (a whole "
                    "torch.save(model)); unpickling runs code: only for files you trust")
+    p.add_argument("--normalize", default=None, metavar="NORM",
+                   help=f"a trained model's input normalization: {NORMALIZE_HELP}; figures "
+                   "show the input before it, faithfulness removes pixels before it")
     p.add_argument("--pretrained", action="store_true",
                    help="use the task's shipped trained best model (mnist1d, hmt) instead of "
                    "training")

@@ -48,6 +48,19 @@ from cnnlens.rundir.folder import RunDir, load_checked_data
 ProgressFn = Callable[[str, int, int], None]
 
 
+def _removal_space(meta: dict[str, Any], baseline: str | float) -> str:
+    """Where removed positions take the baseline value: the data's input space, which is the
+    model's own unless the model normalizes it (then zero is not the model's zero)."""
+    norm = meta.get("normalize")
+    what = {"zero": "0", "mean": "the data's mean", "road": "noisy linear imputation"}.get(
+        str(baseline), f"{baseline}")
+    if not norm:
+        return f"removed positions take {what} in the model's input space"
+    return (f"removed positions take {what} in the data's [0, 1] input space, before the "
+            f"model's normalization (mean {norm.get('mean')}, std {norm.get('std')}): zero "
+            "is black, not the mean colour")
+
+
 def is_done(run: RunDir, options: FaithfulnessOptions | None = None) -> bool:
     """Done when ``faithfulness/results.json`` answers this request for the current model."""
     opts = options or FaithfulnessOptions()
@@ -463,6 +476,7 @@ def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch
         "choices": {
             **choices,
             "targets": "the model's predicted class on the unmasked input",
+            "removal_space": _removal_space(meta, baseline),
             "random_baseline": info[RANDOM]["description"] + f", seed {seed}",
             "intervals": f"95 % percentile bootstrap of the mean over samples, {n_boot} "
             f"resamples, seed {seed}; rates in %",

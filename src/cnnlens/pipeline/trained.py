@@ -19,6 +19,7 @@ from torch import nn
 from cnnlens.data import DataConfig, TaskShape, describe_task
 from cnnlens.errors import CnnlensError
 from cnnlens.models import is_model_file, is_user_model, model_kwargs_for
+from cnnlens.models.contract import apply_normalization, parse_normalize
 from cnnlens.models.heads import logits_model
 from cnnlens.models.load import LoadedModel, load
 from cnnlens.models.user import normalize_reference
@@ -30,10 +31,17 @@ def is_trained_source(model: str | None, weights: str | None) -> bool:
 
 
 def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
-                       trust_pickle: bool = False) -> tuple[dict[str, Any], nn.Module,
-                                                            dict[str, Any]]:
-    """The run config, the loaded model and its checkpoint sidecar for a trained model."""
+                       trust_pickle: bool = False, normalize: str | None = None,
+                       ) -> tuple[dict[str, Any], nn.Module, dict[str, Any]]:
+    """The run config, the loaded model and its checkpoint sidecar for a trained model.
+
+    ``normalize`` (``--normalize``) is the model's own input normalization: stored with the
+    checkpoint and applied whenever the run's model is loaded.
+    """
     shape = describe_task(data)
+    norm = parse_normalize(normalize)
+    if norm is not None:
+        norm.check_channels(shape.input_shape[0], f"the data ({data.data_dir or data.task})")
     k = len(shape.class_names)
     if weights is not None:
         ref = normalize_reference(model) if is_user_model(model) else model
@@ -49,7 +57,8 @@ def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
     module, head, outputs = logits_model(loaded.module, tuple(shape.input_shape))
     source = {"model": loaded.source, "kind": loaded.kind, "weights": loaded.weights,
               "sha256": loaded.sha256, "converter": loaded.converter,
-              "outputs": outputs, "notes": list(loaded.notes)}
+              "outputs": outputs, "input": norm.describe() if norm else "as loaded, [0, 1]",
+              "notes": [n for n in loaded.notes if head is None or "kept" not in n]}
     source = {key: v for key, v in source.items() if v not in (None, [])}
     data_dict = {key: v for key, v in vars(data).items() if key != "task"}
     cfg: dict[str, Any] = {"task": data.task, "model": name, "data": data_dict,
@@ -61,6 +70,10 @@ def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
                             "imported_from": source}
     if head is not None:  # removed again each time the run's model is loaded
         meta["head_removed"] = {"head": head, "input_shape": list(shape.input_shape)}
+    if norm is not None:
+        meta["normalize"] = norm.to_dict()
+        cfg["normalize"] = norm.to_dict()
+        apply_normalization(module, norm)
     return cfg, module, meta
 
 

@@ -21,6 +21,7 @@ import cnnlens
 from cnnlens.errors import CnnlensError
 from cnnlens.fileio import atomic_path, read_json, write_error, write_json
 from cnnlens.models import build_model
+from cnnlens.models.contract import apply_normalization, normalization_from
 from cnnlens.models.heads import HEADS, remove_head
 
 
@@ -122,7 +123,12 @@ def load_checkpoint(
         raise CnnlensError(f"{path}: corrupt checkpoint weights ({exc})") from None
     check_state_fits(model, state, f"{path}: weights do not fit model {meta['model']!r}")
     model.load_state_dict(state)
-    return _without_head(model, meta, sidecar).to(device), meta
+    model = _without_head(model, meta, sidecar)
+    try:  # the model's own preprocessing, applied by every stage that loads it
+        apply_normalization(model, normalization_from(meta.get("normalize")))
+    except CnnlensError as exc:
+        raise CnnlensError(f"{sidecar}: {exc}") from None
+    return model.to(device), meta
 
 
 def _without_head(model: nn.Module, meta: dict[str, Any], sidecar: Path) -> nn.Module:

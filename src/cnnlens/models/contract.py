@@ -1,0 +1,124 @@
+"""The input a trained model expects beyond its shape: per-channel normalization.
+
+A model trained elsewhere saw its own preprocessing (ImageNet models: ``(x - mean) / std``
+per channel on [0, 1] pixels). Getting it wrong makes every map and score meaningless
+without any error. cnnlens keeps its data in the [0, 1] space it loads (so figures show the
+input as it is, and faithfulness removes pixels in that space: zero is black) and gives the
+model the normalization as a forward pre-hook: every stage that loads the run's model runs
+the same preprocessing, and layer names stay the model's own.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from cnnlens.errors import CnnlensError
+
+#: Named normalizations (``--normalize NAME``): per-channel mean and std on [0, 1] pixels.
+NORMALIZATIONS: dict[str, tuple[tuple[float, ...], tuple[float, ...]] | None] = {
+    "none": None,
+    "imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+}
+NORMALIZE_HELP = ("none, imagenet (mean 0.485,0.456,0.406, std 0.229,0.224,0.225), MEAN,STD "
+                  "(one value for every channel) or M1,...,Mc/S1,...,Sc (per channel): the "
+                  "model sees (x - mean) / std of the [0, 1] input")
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """``(x - mean) / std`` per channel (one value broadcasts to every channel)."""
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    def describe(self) -> str:
+        return f"(x - mean) / std, mean {_fmt(self.mean)}, std {_fmt(self.std)}"
+
+    def check_channels(self, channels: int, where: str) -> None:
+        if len(self.mean) not in (1, channels):
+            raise CnnlensError(f"--normalize has {len(self.mean)} values per statistic; "
+                               f"{where} has {channels} channel(s)")
+
+
+def _fmt(values: tuple[float, ...]) -> str:
+    return ",".join(f"{v:g}" for v in values)
+
+
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise CnnlensError(f"--normalize {what}: expected numbers separated by commas, got "
+                           f"{text!r}") from None
+    if not all(math.isfinite(v) for v in values):
+        raise CnnlensError(f"--normalize {what}: values must be finite, got {text!r}")
+    return values
+
+
+def parse_normalize(text: str | None) -> Normalization | None:
+    """``--normalize`` as given: a name, ``MEAN,STD`` or ``M1,..,Mc/S1,..,Sc``; None: none."""
+    if text is None or text.strip().lower() in ("", "none"):
+        return None
+    name = text.strip().lower()
+    if name in NORMALIZATIONS:
+        stats = NORMALIZATIONS[name]
+        return None if stats is None else Normalization(*stats)
+    if not any(c.isdigit() for c in text):
+        raise CnnlensError(f"--normalize {text!r}: expected one of {', '.join(NORMALIZATIONS)}, "
+                           "MEAN,STD or M1,..,Mc/S1,..,Sc")
+    if "/" in text:
+        mean_text, _, std_text = text.partition("/")
+        mean, std = _floats(mean_text, "mean"), _floats(std_text, "std")
+        if len(mean) != len(std):
+            raise CnnlensError(f"--normalize {text!r}: {len(mean)} means but {len(std)} stds")
+    else:
+        values = _floats(text, "MEAN,STD")
+        if len(values) != 2:
+            raise CnnlensError(f"--normalize {text!r}: expected one of "
+                               f"{', '.join(NORMALIZATIONS)}, MEAN,STD or M1,..,Mc/S1,..,Sc")
+        mean, std = (values[0],), (values[1],)
+    if any(s <= 0 for s in std):
+        raise CnnlensError(f"--normalize {text!r}: std must be > 0")
+    return Normalization(mean, std)
+
+
+def normalization_from(meta: dict[str, Any] | None) -> Normalization | None:
+    """The normalization a checkpoint sidecar or config records (``{"mean", "std"}``)."""
+    if not meta:
+        return None
+    try:
+        return Normalization(tuple(float(v) for v in meta["mean"]),
+                             tuple(float(v) for v in meta["std"]))
+    except (TypeError, KeyError, ValueError):
+        raise CnnlensError(f"normalize must be {{'mean': [...], 'std': [...]}}, got {meta!r}"
+                           ) from None
+
+
+def apply_normalization(model: Any, norm: Normalization | None) -> Any:
+    """Give ``model`` the normalization as a forward pre-hook (in place; returns the model).
+
+    The hook makes a new tensor (never edits the caller's input) in the input's dtype and
+    device, so gradients still flow to the [0, 1] input.
+    """
+    if norm is None:
+        return model
+    import torch
+
+    def normalize(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        x, *rest = args
+        shape = (1, -1) + (1,) * (x.dim() - 2)
+        mean = torch.tensor(norm.mean, dtype=x.dtype, device=x.device).reshape(shape)
+        std = torch.tensor(norm.std, dtype=x.dtype, device=x.device).reshape(shape)
+        return ((x - mean) / std, *rest)
+
+    model.register_forward_pre_hook(normalize)
+    return model
+
+
+__all__ = ["NORMALIZATIONS", "NORMALIZE_HELP", "Normalization", "apply_normalization",
+           "normalization_from", "parse_normalize"]
