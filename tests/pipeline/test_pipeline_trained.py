@@ -24,6 +24,7 @@ from cnnlens.explain.options import ExplainOptions
 from cnnlens.faithfulness.options import FaithfulnessOptions
 from cnnlens.models.load import load
 from cnnlens.pipeline import run
+from cnnlens.rundir import RunDir
 from support import REPO, require
 from userdata import make_image_folders, make_signals
 
@@ -193,3 +194,124 @@ def test_normalize_is_the_models_preprocessing_in_every_stage(
     with pytest.raises(CnnlensError, match="--normalize has 3 values per statistic; the data"):
         run(task="signals", data_dir=str(signals), out=tmp_path / "r3", normalize="imagenet",
             **saved["onnx"])
+
+
+TUPLE_MODEL = '''
+from torch import nn
+
+
+class Net(nn.Module):
+    """Returns (features, scores), {"features", "logits"} or one binary logit."""
+
+    def __init__(self, num_classes=3, kind="tuple", sigmoid=False):
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU())
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(8, 1 if kind == "binary" else num_classes)
+        self.head = nn.Sigmoid() if sigmoid else nn.Identity()
+        self.kind = kind
+
+    def forward(self, x):
+        f = self.features(x)
+        scores = self.head(self.fc(self.pool(f).flatten(1)))
+        if self.kind == "tuple":
+            return f, scores
+        return {"features": f, "logits": scores} if self.kind == "dict" else scores
+
+
+def build(num_classes=3):
+    return Net(num_classes)
+
+
+def build_dict(num_classes=3):
+    return Net(num_classes, kind="dict")
+
+
+def build_binary(num_classes=2):
+    return Net(kind="binary")
+
+
+def build_sigmoid(num_classes=2):
+    return Net(kind="binary", sigmoid=True)
+'''
+
+
+def _module(path: Path) -> Any:
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"user_{path.stem}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def tuple_model(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Any]:
+    root = tmp_path_factory.mktemp("tuple")
+    (root / "net.py").write_text(TUPLE_MODEL)
+    module = _module(root / "net.py")
+    torch.manual_seed(0)
+    torch.save(module.build().state_dict(), root / "w.pt")
+    torch.save(module.build_binary().state_dict(), root / "wb.pt")
+    return root / "net.py", module
+
+
+FAST = {"explain": ExplainOptions(methods=("gradcam",), figures=False),
+        "faithfulness": FaithfulnessOptions(sanity=False, n_boot=20, figures=False,
+                                            metrics=("drop_increase",))}
+
+
+def test_a_tuple_or_dict_output_needs_output_and_then_runs(
+        tuple_model: tuple[Path, Any], folders: Path, tmp_path: Path) -> None:
+    net, module = tuple_model
+    common = {"task": "images", "data_dir": str(folders), "image_size": SIZE, "device": "cpu",
+              "weights": str(net.parent / "w.pt")}
+    with pytest.raises(CnnlensError, match=r"returns a tuple: \[0\] a tensor of shape "
+                       r"\(1, 8, 64, 64\), \[1\] a tensor of shape \(1, 3\); pass --output"):
+        run(model=f"{net}:build", out=tmp_path / "a", **common)
+    with pytest.raises(CnnlensError, match="--output 'scores': not in what"):
+        run(model=f"{net}:build_dict", out=tmp_path / "b", output="scores", **common)
+    with pytest.raises(CnnlensError, match=r"--output 0 of --model .* gives scores of shape "
+                       r"\(1, 8, 64, 64\); class scores are \(N, classes\)"):
+        run(model=f"{net}:build", out=tmp_path / "c", output="0", **common)
+    own = module.build()
+    own.load_state_dict(torch.load(net.parent / "w.pt", weights_only=True))
+    x = torch.rand(2, 3, SIZE, SIZE)
+    for builder, which in (("build", "1"), ("build_dict", "logits")):
+        result = run(model=f"{net}:{builder}", out=tmp_path / builder, output=which,
+                     **common, **FAST)  # type: ignore[arg-type]
+        assert (result.path / "report.html").is_file()
+        model, _ = RunDir(result.path).load_model()
+        with torch.no_grad():
+            assert torch.allclose(model(x), own.eval()(x)[1], atol=1e-6)
+
+
+@pytest.mark.parametrize("builder", ["build_binary", "build_sigmoid"])
+def test_a_single_logit_binary_model_has_two_classes(builder: str,
+                                                     tuple_model: tuple[Path, Any],
+                                                     tmp_path: Path) -> None:
+    import numpy as np
+
+    net, module = tuple_model
+    pics = make_image_folders(tmp_path / "two", classes=("neg", "pos"), size=SIZE)
+    result = run(task="images", data_dir=str(pics), image_size=SIZE, device="cpu",
+                 model=f"{net}:{builder}", weights=str(net.parent / "wb.pt"),
+                 out=tmp_path / "r", **FAST)  # type: ignore[arg-type]
+    assert "one logit per sample" in result.config["source"]["outputs"]
+    with np.load(result.path / "eval" / "predictions.npz") as f:
+        assert f["probs"].shape[1] == 2 and np.allclose(f["probs"].sum(1), 1, atol=1e-6)
+    model, meta = RunDir(result.path).load_model()
+    assert meta["binary"] is True
+    assert meta.get("head_removed", {}).get("head") == (
+        "sigmoid" if builder == "build_sigmoid" else None)
+    own = module.build_binary()  # the same weights without a sigmoid: z itself
+    own.load_state_dict(torch.load(net.parent / "wb.pt", weights_only=True))
+    x = torch.rand(3, 3, SIZE, SIZE)
+    with torch.no_grad():
+        p_pos = torch.sigmoid(own.eval()(x))[:, 0]
+        assert torch.allclose(torch.softmax(model(x), 1)[:, 1], p_pos, atol=1e-6)
+    with pytest.raises(CnnlensError, match=r"one logit per sample .* has 3 classes"):
+        run(task="images", data_dir=str(make_image_folders(tmp_path / "three", size=SIZE)),
+            image_size=SIZE, model=f"{net}:{builder}", weights=str(net.parent / "wb.pt"),
+            out=tmp_path / "r3")

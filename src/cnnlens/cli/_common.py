@@ -190,6 +190,7 @@ def run_options_from_args(args: argparse.Namespace, **stage_options: Any) -> Any
         "weights": getattr(args, "weights", None),
         "trust_pickle": bool(getattr(args, "trust_pickle", False)),
         "normalize": getattr(args, "normalize", None),
+        "output": getattr(args, "output", None),
         "tb_cams_every": getattr(args, "tb_cams_every", None),
     }
     from cnnlens.pipeline.runner import TRAINING_FIELDS

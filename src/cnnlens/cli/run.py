@@ -42,6 +42,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--normalize", default=None, metavar="NORM",
                    help=f"a trained model's input normalization: {NORMALIZE_HELP}; figures "
                    "show the input before it, faithfulness removes pixels before it")
+    p.add_argument("--output", default=None, metavar="INDEX|KEY",
+                   help="a trained model whose forward returns a tuple, list or dict: the "
+                   "element holding the class scores")
     p.add_argument("--pretrained", action="store_true",
                    help="use the task's shipped trained best model (mnist1d, hmt) instead of "
                    "training")

@@ -120,5 +120,36 @@ def apply_normalization(model: Any, norm: Normalization | None) -> Any:
     return model
 
 
-__all__ = ["NORMALIZATIONS", "NORMALIZE_HELP", "Normalization", "apply_normalization",
-           "normalization_from", "parse_normalize"]
+def apply_contract(model: Any, contract: dict[str, Any], where: str) -> Any:
+    """The model as a run recorded it (checkpoint sidecar keys): the scores picked from its
+    output (``output``), its final activation removed (``head_removed``), one binary logit
+    made two (``binary``), its input normalized (``normalize``). Applied in that order at
+    import and whenever the run's model is loaded, so every stage sees the same model."""
+    from cnnlens.models.heads import HEADS, remove_head
+    from cnnlens.models.outputs import apply_outputs
+
+    which = contract.get("output")
+    if which is not None:
+        apply_outputs(model, which, False, where)
+    removed = contract.get("head_removed")
+    if removed:
+        try:
+            head, shape = str(removed["head"]), tuple(int(d) for d in removed["input_shape"])
+        except (TypeError, KeyError, ValueError):
+            raise CnnlensError(f"{where}: head_removed must be {{'head', 'input_shape'}}, got "
+                               f"{removed!r}") from None
+        stripped = remove_head(model.eval(), head, shape) if head in HEADS else None
+        if stripped is None:
+            raise CnnlensError(f"{where}: the model no longer ends in a removable {head} "
+                               "layer; import it again")
+        model = stripped
+    if contract.get("binary"):
+        apply_outputs(model, None, True, where)
+    try:
+        return apply_normalization(model, normalization_from(contract.get("normalize")))
+    except CnnlensError as exc:
+        raise CnnlensError(f"{where}: {exc}") from None
+
+
+__all__ = ["NORMALIZATIONS", "NORMALIZE_HELP", "Normalization", "apply_contract",
+           "apply_normalization", "normalization_from", "parse_normalize"]

@@ -17,7 +17,8 @@ from torch import nn
 
 #: What a removed head was, and how to get the model's own outputs back from the logits.
 HEADS = {"softmax": lambda z: torch.softmax(z, dim=1),
-         "log_softmax": lambda z: torch.log_softmax(z, dim=1)}
+         "log_softmax": lambda z: torch.log_softmax(z, dim=1),
+         "sigmoid": torch.sigmoid}
 
 
 def output_kind(out: torch.Tensor) -> str | None:

@@ -73,6 +73,7 @@ class RunOptions:
     weights: str | None = None  # trained weights of ``model``: explain it, no training
     trust_pickle: bool = False  # allow model/weights files that need unpickling
     normalize: str | None = None  # a trained model's input normalization (--normalize)
+    output: str | int | None = None  # which element of a tuple/dict output holds the scores
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -116,9 +117,11 @@ class RunOptions:
             if self.model is None:
                 raise CnnlensError("--weights needs --model: the builder (module:function or "
                                    "file.py:function) or registry name the weights belong to")
-        if self.normalize is not None and not is_trained_source(self.model, self.weights):
-            raise CnnlensError("--normalize is the input normalization of a trained model "
-                               "(--model FILE, or a builder with --weights)")
+        for name in ("normalize", "output"):
+            if getattr(self, name) is not None and not is_trained_source(self.model,
+                                                                         self.weights):
+                raise CnnlensError(f"--{name} describes a trained model (--model FILE, or a "
+                                   "builder with --weights)")
         if self.tb_cams_every is not None and (isinstance(self.tb_cams_every, bool)
                                                or self.tb_cams_every < 0):
             raise CnnlensError(f"--tb-cams-every must be >= 0, got {self.tb_cams_every}")
@@ -180,7 +183,8 @@ def run_config(options: RunOptions) -> tuple[dict[str, Any], Any]:
                            skip_bad=options.skip_bad, seed=options.seed, augment=False)
         cfg, model, meta = trained_run_config(options.model, options.weights, data=data,
                                               trust_pickle=options.trust_pickle,
-                                              normalize=options.normalize)
+                                              normalize=options.normalize,
+                                              output=options.output)
         cfg["device"] = options.device
         return cfg, (model, meta)
     if options.pretrained:

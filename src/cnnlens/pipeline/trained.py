@@ -10,6 +10,7 @@ evaluate, explain, faithfulness and the report.
 
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 from typing import Any
 
@@ -19,9 +20,10 @@ from torch import nn
 from cnnlens.data import DataConfig, TaskShape, describe_task
 from cnnlens.errors import CnnlensError
 from cnnlens.models import is_model_file, is_user_model, model_kwargs_for
-from cnnlens.models.contract import apply_normalization, parse_normalize
-from cnnlens.models.heads import logits_model
+from cnnlens.models.contract import apply_contract, parse_normalize
+from cnnlens.models.heads import logits_model, remove_head
 from cnnlens.models.load import LoadedModel, load
+from cnnlens.models.outputs import apply_outputs, parse_output, select
 from cnnlens.models.user import normalize_reference
 
 
@@ -32,16 +34,21 @@ def is_trained_source(model: str | None, weights: str | None) -> bool:
 
 def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
                        trust_pickle: bool = False, normalize: str | None = None,
+                       output: str | int | None = None,
                        ) -> tuple[dict[str, Any], nn.Module, dict[str, Any]]:
     """The run config, the loaded model and its checkpoint sidecar for a trained model.
 
-    ``normalize`` (``--normalize``) is the model's own input normalization: stored with the
-    checkpoint and applied whenever the run's model is loaded.
+    ``normalize`` (``--normalize``) is the model's own input normalization and ``output``
+    (``--output``) picks the class scores from a forward that returns a tuple or dict; with
+    what was found on loading (a final softmax to remove, one binary logit) they form the
+    model's contract, stored with the checkpoint and applied whenever the run's model is
+    loaded (:func:`cnnlens.models.contract.apply_contract`).
     """
     shape = describe_task(data)
+    where = data.data_dir or data.task
     norm = parse_normalize(normalize)
     if norm is not None:
-        norm.check_channels(shape.input_shape[0], f"the data ({data.data_dir or data.task})")
+        norm.check_channels(shape.input_shape[0], f"the data ({where})")
     k = len(shape.class_names)
     if weights is not None:
         ref = normalize_reference(model) if is_user_model(model) else model
@@ -53,11 +60,20 @@ def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
         name = str(Path(model).expanduser().resolve())
         loaded = load(name, trust_pickle=trust_pickle)
         kwargs = {"trust_pickle": True} if loaded.kind == "pickle" else {}
-    check_fits(loaded, shape, data)
-    module, head, outputs = logits_model(loaded.module, tuple(shape.input_shape))
+    which = parse_output(output)
+    binary = check_fits(loaded, shape, data, which)
+    head, outputs = _head(loaded, tuple(shape.input_shape), which, binary)
+    contract: dict[str, Any] = {"output": which, "binary": binary or None,
+                                "normalize": norm.to_dict() if norm else None}
+    if head is not None:
+        contract["head_removed"] = {"head": head, "input_shape": list(shape.input_shape)}
+    contract = {key: v for key, v in contract.items() if v is not None}
+    module = apply_contract(loaded.module, contract, f"--model {loaded.source}")
     source = {"model": loaded.source, "kind": loaded.kind, "weights": loaded.weights,
-              "sha256": loaded.sha256, "converter": loaded.converter,
-              "outputs": outputs, "input": norm.describe() if norm else "as loaded, [0, 1]",
+              "sha256": loaded.sha256, "converter": loaded.converter, "outputs": outputs,
+              "scores": f"element {which!r} of the model's output" if which is not None
+              else None,
+              "input": norm.describe() if norm else "as loaded, [0, 1]",
               "notes": [n for n in loaded.notes if head is None or "kept" not in n]}
     source = {key: v for key, v in source.items() if v not in (None, [])}
     data_dict = {key: v for key, v in vars(data).items() if key != "task"}
@@ -65,21 +81,35 @@ def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
                            "source": source, "recipe": None}
     if kwargs:
         cfg["model_kwargs"] = kwargs
+    if norm is not None:
+        cfg["normalize"] = norm.to_dict()
     meta: dict[str, Any] = {"model": name, "model_kwargs": kwargs,
                             "class_names": list(shape.class_names), "epoch": None,
-                            "imported_from": source}
-    if head is not None:  # removed again each time the run's model is loaded
-        meta["head_removed"] = {"head": head, "input_shape": list(shape.input_shape)}
-    if norm is not None:
-        meta["normalize"] = norm.to_dict()
-        cfg["normalize"] = norm.to_dict()
-        apply_normalization(module, norm)
+                            "imported_from": source, **contract}
     return cfg, module, meta
 
 
-def check_fits(loaded: LoadedModel, shape: TaskShape, data: DataConfig) -> None:
+def _head(loaded: LoadedModel, shape: tuple[int, ...], which: str | int | None,
+          binary: bool) -> tuple[str | None, str]:
+    """The final activation to remove (None: none) and what the run says of the outputs."""
+    probe = loaded.module  # a copy only to hold the output hook (exported graphs copy badly)
+    if which is not None:
+        probe = apply_outputs(copy.deepcopy(probe), which, False, loaded.source)
+    if binary:
+        if loaded.final_activation == "sigmoid" and remove_head(probe, "sigmoid", shape):
+            return "sigmoid", ("one logit per sample (binary): its final sigmoid removed; "
+                               "classes scored as [-z/2, z/2], softmax = [1 - p, p]")
+        return None, ("one logit per sample (binary): classes scored as [-z/2, z/2], "
+                      "softmax = [1 - sigmoid(z), sigmoid(z)]")
+    _model, head, note = logits_model(probe, shape)
+    return head, note
+
+
+def check_fits(loaded: LoadedModel, shape: TaskShape, data: DataConfig,
+               which: str | int | None = None) -> bool:
     """One line naming both sides when the model cannot classify this data: a forward pass
-    on a blank input of the data's shape must give one score per class of the data."""
+    on a blank input of the data's shape must give one score per class of the data (or one
+    logit per sample for two classes: returns True for such a binary model)."""
     k = len(shape.class_names)
     where = data.data_dir or data.task
     declared = loaded.input_shape
@@ -96,16 +126,23 @@ def check_fits(loaded: LoadedModel, shape: TaskShape, data: DataConfig) -> None:
             f"--model {loaded.source} cannot run on the data's inputs of shape "
             f"{tuple(shape.input_shape)} (C, *spatial) from {where}: "
             f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}") from None
-    if not isinstance(out, torch.Tensor):
-        raise CnnlensError(
-            f"--model {loaded.source} returns a {type(out).__name__}, not one tensor of class "
-            "scores; wrap it so forward returns the scores")
-    if out.dim() != 2 or out.shape[1] != k:
-        width = out.shape[1] if out.dim() == 2 else tuple(out.shape)
+    scores = select(out, which, loaded.source)
+    if scores.dim() == 2 and scores.shape[1] == 1:
+        if k != 2:
+            raise CnnlensError(f"--model {loaded.source} outputs one logit per sample (a "
+                               f"binary model); the data ({where}) has {k} classes")
+        return True
+    if scores.dim() != 2:
+        picked = f"--output {which!r} of " if which is not None else ""
+        raise CnnlensError(f"{picked}--model {loaded.source} gives scores of shape "
+                           f"{tuple(scores.shape)}; class scores are (N, classes)")
+    if scores.shape[1] != k:
+        width = scores.shape[1]
         raise CnnlensError(
             f"--model {loaded.source} outputs {width} class score(s) per sample; the data "
             f"({where}) has {k} classes ({', '.join(shape.class_names[:10])}"
             f"{', ...' if k > 10 else ''})")
+    return False
 
 
 __all__ = ["check_fits", "is_trained_source", "trained_run_config"]

@@ -21,8 +21,7 @@ import cnnlens
 from cnnlens.errors import CnnlensError
 from cnnlens.fileio import atomic_path, read_json, write_error, write_json
 from cnnlens.models import build_model
-from cnnlens.models.contract import apply_normalization, normalization_from
-from cnnlens.models.heads import HEADS, remove_head
+from cnnlens.models.contract import apply_contract
 
 
 def versions() -> dict[str, str]:
@@ -123,29 +122,7 @@ def load_checkpoint(
         raise CnnlensError(f"{path}: corrupt checkpoint weights ({exc})") from None
     check_state_fits(model, state, f"{path}: weights do not fit model {meta['model']!r}")
     model.load_state_dict(state)
-    model = _without_head(model, meta, sidecar)
-    try:  # the model's own preprocessing, applied by every stage that loads it
-        apply_normalization(model, normalization_from(meta.get("normalize")))
-    except CnnlensError as exc:
-        raise CnnlensError(f"{sidecar}: {exc}") from None
-    return model.to(device), meta
-
-
-def _without_head(model: nn.Module, meta: dict[str, Any], sidecar: Path) -> nn.Module:
-    """A trained model imported without its final softmax is rebuilt without it too."""
-    removed = meta.get("head_removed")
-    if not removed:
-        return model
-    try:
-        head, shape = str(removed["head"]), tuple(int(d) for d in removed["input_shape"])
-    except (TypeError, KeyError, ValueError):
-        raise CnnlensError(f"{sidecar}: head_removed must be {{'head', 'input_shape'}}, got "
-                           f"{removed!r}") from None
-    stripped = remove_head(model.eval(), head, shape) if head in HEADS else None
-    if stripped is None:
-        raise CnnlensError(f"{sidecar}: the model no longer ends in a removable {head} layer; "
-                           "import it again")
-    return stripped
+    return apply_contract(model, meta, str(sidecar)).to(device), meta
 
 
 def state_difference(model: nn.Module, state: dict[str, torch.Tensor], *, limit: int = 6
