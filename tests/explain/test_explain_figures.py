@@ -11,7 +11,11 @@ import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
+from cnnlens.evaluate.limits import MAX_FIGURE_PX
+from cnnlens.explain import figures
 from cnnlens.explain.figures import (
+    MAX_CLASS_GALLERIES,
+    gallery_classes,
     image_cam_figure,
     safe_filename,
     save_figure,
@@ -152,3 +156,40 @@ def test_write_cam_figures_without_failures_writes_no_failure_file(tmp_path: Pat
     assert out["failures"] is None
     assert not (tmp_path / "failures.png").exists()
     assert len(out["classes"]) == 2
+
+
+def test_gallery_classes_are_all_present_up_to_the_cap_then_the_worst() -> None:
+    labels = np.arange(720) % 360
+    predicted = labels.copy()
+    predicted[labels % 12 == 5] = 0  # classes 5, 17, 29, ... are always wrong
+    chosen, omitted = gallery_classes(labels, predicted)
+    assert len(chosen) == MAX_CLASS_GALLERIES and omitted == 360 - MAX_CLASS_GALLERIES
+    assert chosen == list(range(5, 360, 12))  # the 30 wrong classes, in class order
+    few = np.array([3, 1, 3])
+    assert gallery_classes(few, few) == ([1, 3], 0)
+
+
+def test_write_cam_figures_caps_the_galleries_with_a_note(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(figures, "MAX_CLASS_GALLERIES", 3)
+    labels = np.arange(40)
+    predicted = labels.copy()
+    predicted[[4, 9]] = 0
+    out = write_cam_figures(tmp_path, lambda i: torch.rand(1, 20), {"gradcam": _maps(40, 20)[
+        "gradcam"]}, indices=np.arange(40), labels=labels, predicted=predicted,
+        probs=np.full((40, 40), 1 / 40, dtype=np.float32),
+        class_names=[f"c{i}" for i in range(40)], kind="signal", per_class=1)
+    assert [c["index"] for c in out["classes"]] == [0, 4, 9]  # the two wrong ones, then 0
+    assert out["classes_omitted"] == {
+        "count": 37, "shown": 3, "limit": 3,
+        "rule": "classes with the lowest accuracy on the explained samples"}
+    assert len(list(tmp_path.glob("gallery_class_*.png"))) == 3
+
+
+def test_save_figure_bounds_the_png_size(tmp_path: Path) -> None:
+    fig = signal_cam_figure(torch.randn(25, 1, 20), {"gradcam": _maps(25, 20)["gradcam"]},
+                            row_labels=[str(i) for i in range(25)])
+    assert fig.get_figheight() * 100 > MAX_FIGURE_PX  # 25 rows: taller than the bound
+    save_figure(fig, tmp_path / "tall.png")
+    with Image.open(tmp_path / "tall.png") as im:
+        assert max(im.size) <= MAX_FIGURE_PX

@@ -15,6 +15,9 @@ from sklearn.metrics import (
 )
 
 from cnnlens.errors import CnnlensError
+from cnnlens.evaluate.confusion import most_confused
+from cnnlens.evaluate.limits import TOP_PAIRS
+from cnnlens.evaluate.roc_average import average_roc
 
 
 def classification_metrics(
@@ -28,7 +31,9 @@ def classification_metrics(
 
     Class-wise accuracy is the recall of each class (the diagonal of the row-normalised
     confusion matrix). A class absent from ``labels`` gets ``None`` where a value is
-    undefined rather than a misleading 0.
+    undefined rather than a misleading 0. ``most_confused`` (the largest off-diagonal
+    rates) and ``roc_average`` (micro/macro curves) summarise the matrix and the curves in
+    a size independent of the class count, for figures and reports of many classes.
     """
     labels = np.asarray(labels, dtype=np.int64)
     probs = np.asarray(probs, dtype=np.float64)
@@ -55,6 +60,7 @@ def classification_metrics(
 
     per_class = []
     roc: dict[str, Any] = {}
+    curves: dict[int, tuple[np.ndarray, np.ndarray]] = {}
     for c, name in enumerate(class_names):
         auc: float | None = None
         if 0 < support[c] < len(labels):
@@ -62,6 +68,7 @@ def classification_metrics(
             auc = float(roc_auc_score(onehot, probs[:, c]))
             fpr, tpr, _ = roc_curve(onehot, probs[:, c])
             roc[name] = {"fpr": fpr.tolist(), "tpr": tpr.tolist()}
+            curves[c] = (fpr, tpr)
         per_class.append(
             {
                 "class": name,
@@ -84,6 +91,8 @@ def classification_metrics(
         "confusion_matrix": cm.tolist(),
         "confusion_matrix_normalized": [[_nan_to_none(float(v)) for v in row] for row in cm_norm],
         "roc_curves": roc,
+        "roc_average": average_roc(labels, probs, curves),
+        "most_confused": most_confused(cm, list(class_names), k=TOP_PAIRS),
         "examples": examples(labels, probs, n=n_examples),
     }
 

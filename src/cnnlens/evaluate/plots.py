@@ -1,4 +1,8 @@
-"""Evaluation figures: learning curves, ROC curves, confusion matrix, example panels."""
+"""Evaluation figures: learning curves, ROC curves, confusion matrix, example panels.
+
+Above :data:`~cnnlens.evaluate.limits.MANY_CLASSES` classes the per-class figures switch to
+summaries (see :mod:`cnnlens.evaluate.summary_plots`), so drawing time and size stay bounded.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,11 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from cnnlens.evaluate.limits import WORST_K, many_classes
 from cnnlens.plotting import new_figure
+
+#: Longest class name drawn in a figure; longer names are cut with an ellipsis.
+MAX_LABEL = 32
 
 
 def learning_curves(history: list[dict[str, Any]]) -> Figure:
@@ -28,30 +36,67 @@ def learning_curves(history: list[dict[str, Any]]) -> Figure:
     return fig
 
 
+def short(name: str) -> str:
+    """A class name cut to :data:`MAX_LABEL` characters, so one long name cannot widen a
+    figure without bound."""
+    return name if len(name) <= MAX_LABEL else name[: MAX_LABEL - 1] + "…"
+
+
 def roc_curves(metrics: dict[str, Any]) -> Figure:
-    """One-vs-rest ROC curve of every class, AUC in the legend."""
+    """One-vs-rest ROC curve of every class, AUC in the legend.
+
+    Above ``MANY_CLASSES`` classes: the micro and macro averages and the ``WORST_K``
+    classes by AUC only, since hundreds of curves and legend rows show nothing.
+    """
     fig = new_figure(6, 5.5)
     ax = fig.subplots()
     aucs = {pc["class"]: pc["roc_auc"] for pc in metrics["per_class"]}
-    for name, curve in metrics["roc_curves"].items():
-        ax.plot(curve["fpr"], curve["tpr"], lw=1.3, label=f"{name} (AUC {aucs[name]:.3f})")
+    curves = metrics["roc_curves"]
+    title = "ROC curves (one vs rest)"
+    many = many_classes(len(metrics["per_class"]))
+    if many:
+        average = metrics.get("roc_average") or {}
+        for kind, style in (("micro", "-"), ("macro", "--")):
+            if kind in average:
+                a = average[kind]
+                ax.plot(a["fpr"], a["tpr"], style, color="black", lw=2,
+                        label=f"{kind} average (AUC {a['auc']:.3f})")
+        worst = sorted(curves, key=lambda name: aucs[name])[:WORST_K]
+        curves = {name: curves[name] for name in worst}
+        title = f"ROC curves: averages and the {len(worst)} worst classes (one vs rest)"
+    for name, curve in curves.items():
+        ax.plot(curve["fpr"], curve["tpr"], lw=1.3,
+                label=f"{short(name) if many else name} (AUC {aucs[name]:.3f})")
     ax.plot([0, 1], [0, 1], "k--", lw=0.8, alpha=0.6)
     ax.set_xlabel("false positive rate")
     ax.set_ylabel("true positive rate")
-    ax.set_title("ROC curves (one vs rest)")
+    ax.set_title(title)
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     return fig
 
 
 def confusion_matrix(metrics: dict[str, Any], class_names: list[str]) -> Figure:
-    """Row-normalised confusion matrix with the value printed in each cell."""
+    """Row-normalised confusion matrix with the value printed in each cell.
+
+    Above ``MANY_CLASSES`` classes (where the evaluate stage draws summaries instead) a
+    library caller still gets a bounded figure: the matrix as an image without cell values
+    or names, since K² texts are what takes minutes to draw.
+    """
     cm = np.array(metrics["confusion_matrix_normalized"], dtype=float)
     k = len(class_names)
-    size = max(5.0, 0.6 * k + 2.5)
+    many = many_classes(k)
+    size = 10.0 if many else max(5.0, 0.6 * k + 2.5)  # at most 20.5 inches when not many
     fig = new_figure(size, size * 0.9)
     ax = fig.subplots()
     im = ax.imshow(np.nan_to_num(cm), cmap="Blues", vmin=0, vmax=1)
+    if many:
+        ax.set_xlabel("predicted (class index)")
+        ax.set_ylabel("true (class index)")
+        ax.set_title(f"Normalised confusion matrix, {k} classes "
+                     f"(accuracy {metrics['accuracy']:.4f})")
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        return fig
     for i in range(k):
         for j in range(k):
             v = cm[i, j]

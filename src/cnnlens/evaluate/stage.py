@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from cnnlens.data import TaskData
 from cnnlens.device import resolve_device
 from cnnlens.distributed import setup
 from cnnlens.errors import CnnlensError
-from cnnlens.evaluate import plots
+from cnnlens.evaluate import plots, summary_plots
+from cnnlens.evaluate.limits import bounded_dpi, many_classes
 from cnnlens.evaluate.metrics import classification_metrics
 from cnnlens.evaluate.predict import predict_proba
 from cnnlens.fileio import read_json, write_json, write_npz
@@ -19,6 +22,9 @@ from cnnlens.plotting import save_figure
 from cnnlens.rundir.folder import RunDir, load_checked_data
 
 METRICS_FILE = "metrics.json"
+
+#: Resolution of the evaluation figures (before the ``MAX_FIGURE_PX`` bound).
+FIGURE_DPI = 110
 
 
 @dataclass(frozen=True)
@@ -111,17 +117,47 @@ def _write(run: RunDir, opts: EvaluateOptions, data: TaskData, dataset: Any, pro
     if history_path.exists():
         history = read_json(history_path)
         if history:
-            save_figure(plots.learning_curves(history), out / "learning_curves.png")
-    save_figure(plots.roc_curves(metrics), out / "roc_curves.png")
-    save_figure(plots.confusion_matrix(metrics, class_names), out / "confusion_matrix.png")
+            _save(plots.learning_curves(history), out / "learning_curves.png")
+    write_class_figures(metrics, class_names, out)
     wanted = {e["index"] for group in metrics["examples"].values() for e in group}
     inputs = {i: np.asarray(dataset[i][0]) for i in sorted(wanted)}
-    save_figure(
+    _save(
         plots.example_panel(metrics["examples"], inputs, class_names, kind=data.kind),
         out / "examples.png",
     )
     write_json(out / METRICS_FILE, metrics)
     return metrics
+
+
+def write_class_figures(metrics: dict[str, Any], class_names: list[str], out: Path) -> list[str]:
+    """ROC curves plus the confusion matrix, or above ``MANY_CLASSES`` classes the
+    most-confused pairs and the per-class accuracy summary; return the file names.
+
+    The matrix drawn cell by cell grows as K² (minutes and a 24,000-pixel PNG at 360
+    classes); the summaries stay the same size, and the full matrix stays in the metrics.
+    The other kind's files, left by an earlier evaluation, are removed once these are
+    written, so the folder never mixes the two.
+    """
+    figures = {"roc_curves.png": plots.roc_curves(metrics)}
+    summary = ("most_confused.png", "class_accuracy.png")
+    if many_classes(len(class_names)):
+        figures[summary[0]] = summary_plots.most_confused_pairs(metrics)
+        figures[summary[1]] = summary_plots.class_accuracy_summary(metrics)
+        stale: tuple[str, ...] = ("confusion_matrix.png",)
+    else:
+        figures["confusion_matrix.png"] = plots.confusion_matrix(metrics, class_names)
+        stale = summary
+    for name, fig in figures.items():
+        _save(fig, out / name)
+    for name in stale:
+        (out / name).unlink(missing_ok=True)
+    return list(figures)
+
+
+def _save(fig: Figure, path: Path) -> None:
+    """Save at the usual resolution, lowered only if a side would exceed ``MAX_FIGURE_PX``."""
+    width, height = fig.get_size_inches()
+    save_figure(fig, path, dpi=bounded_dpi(float(width), float(height), FIGURE_DPI))
 
 
 def run_stage(run: RunDir, options: EvaluateOptions, *, device: str = "auto",

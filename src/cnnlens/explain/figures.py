@@ -17,9 +17,14 @@ from matplotlib.figure import Figure
 from matplotlib.gridspec import GridSpec
 
 from cnnlens import plotting
+from cnnlens.evaluate.limits import MANY_CLASSES, bounded_dpi
 
 CMAP = "jet"
 DPI = 100
+
+#: At most this many per-class galleries: with hundreds of classes one figure per class
+#: would make figure time (and the report) grow with the class count.
+MAX_CLASS_GALLERIES = MANY_CLASSES
 ProgressFn = Callable[[str, int, int], None]
 
 
@@ -35,8 +40,10 @@ def plain_text(text: str) -> str:
 
 
 def save_figure(fig: Figure, path: str | Path) -> Path:
-    """Render ``fig`` as PNG atomically (no half-written image under the final name)."""
-    return plotting.save_figure(fig, path, dpi=DPI)
+    """Render ``fig`` as PNG atomically (no half-written image under the final name), at
+    :data:`DPI` or lower if a side would exceed ``MAX_FIGURE_PX`` (many rows per gallery)."""
+    width, height = fig.get_size_inches()
+    return plotting.save_figure(fig, path, dpi=bounded_dpi(float(width), float(height), DPI))
 
 
 def _as_numpy(x: Any) -> np.ndarray:
@@ -200,6 +207,23 @@ def select_failures(
     return wrong[np.argsort(-conf, kind="stable")][:k]
 
 
+def gallery_classes(labels: np.ndarray, predicted: np.ndarray,
+                    limit: int = MAX_CLASS_GALLERIES) -> tuple[list[int], int]:
+    """Classes that get a gallery, in class order, and how many present ones were left out.
+
+    Every class present among the explained samples, up to ``limit``; beyond it the classes
+    the model gets most wrong on these samples (lowest accuracy, then most samples, then
+    class order), since those are the galleries a reader looks for.
+    """
+    present, counts = np.unique(labels, return_counts=True)
+    if len(present) <= limit:
+        return [int(c) for c in present], 0
+    right = labels[labels == predicted]
+    acc = np.bincount(right, minlength=int(present[-1]) + 1)[present] / counts
+    order = np.lexsort((present, -counts, acc))[:limit]
+    return sorted(int(present[i]) for i in order), len(present) - limit
+
+
 def _row_label(index: int, label: int, pred: int, conf: float, names: Sequence[str]) -> str:
     def name(c: int) -> str:
         return names[c] if 0 <= c < len(names) else str(c)
@@ -226,11 +250,17 @@ def write_cam_figures(
 
     ``get_x(dataset_index)`` fetches an input sample; ``maps`` rows align with ``indices``.
     File names carry the class number and a slug of its name, so odd names never collide.
+    Above ``MAX_CLASS_GALLERIES`` classes present only that many get one (see
+    :func:`gallery_classes`); the result then says how many were left out and why.
     """
     cams_dir = Path(cams_dir)
     make = signal_cam_figure if kind == "signal" else image_cam_figure
     jobs: list[tuple[str, np.ndarray, str, dict[str, Any]]] = []
-    for c in range(len(class_names)):
+    chosen, omitted = gallery_classes(np.asarray(labels), np.asarray(predicted),
+                                      MAX_CLASS_GALLERIES)
+    for c in chosen:
+        if not 0 <= c < len(class_names):
+            continue
         pos = select_class_samples(labels, predicted, c, per_class)
         if len(pos):
             fname = f"gallery_class_{c:02d}_{safe_filename(class_names[c])}.png"
@@ -241,6 +271,10 @@ def write_cam_figures(
         jobs.append(("failures.png", fail, "Failures (most confident mistakes first): "
                      "CAMs of the predicted class", {}))
     written: dict[str, Any] = {"classes": [], "failures": None}
+    if omitted:
+        written["classes_omitted"] = {
+            "count": omitted, "shown": len(chosen), "limit": MAX_CLASS_GALLERIES,
+            "rule": "classes with the lowest accuracy on the explained samples"}
     for done, (fname, pos, title, info) in enumerate(jobs, start=1):
         x = torch.stack([torch.as_tensor(get_x(int(indices[p]))) for p in pos])
         rows = [_row_label(int(indices[p]), int(labels[p]), int(predicted[p]),
@@ -259,6 +293,8 @@ def write_cam_figures(
 
 
 __all__ = [
+    "MAX_CLASS_GALLERIES",
+    "gallery_classes",
     "image_cam_figure",
     "plain_text",
     "safe_filename",

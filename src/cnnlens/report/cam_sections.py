@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from cnnlens.evaluate.limits import many_classes
 from cnnlens.report.model import Ctx, Section, as_dict, as_list, not_run, number, plain
 
 CAMS = "cams/summary.json"
@@ -32,6 +33,10 @@ def cams(ctx: Ctx) -> Section:
             caption = (f"Class {plain(entry.get('class'))}: {plain(entry.get('n'))} samples "
                        f"(test indices {_indices(entry.get('indices'))})")
             galleries.append(ctx.figure(f"cams/{entry['file']}", caption, photo=True))
+    omitted = as_dict(figs.get("classes_omitted"))
+    gallery_note = (f"{plain(omitted.get('count'))} more classes among the explained samples "
+                    f"have no gallery: at most {plain(omitted.get('limit'))} are drawn, here "
+                    f"the {plain(omitted.get('rule'))}" if omitted else None)
     failures = None
     fail = figs.get("failures")
     if isinstance(fail, dict) and fail.get("file"):
@@ -46,7 +51,8 @@ def cams(ctx: Ctx) -> Section:
     if s.get("limit"):
         facts.append(("limit", plain(s.get("limit"))))
     return Section("cams", title, data={"facts": facts, "methods": rows,
-                                        "galleries": galleries, "failures": failures})
+                                        "galleries": galleries, "failures": failures,
+                                        "gallery_note": gallery_note})
 
 
 def _indices(value: Any) -> str:
@@ -214,5 +220,5 @@ def _per_class(per_class: Any, columns: list[dict[str, Any]]) -> list[dict[str, 
                               "high": number(s.get("high")), "n": plain(s.get("n"))})
             rows.append({"class": str(c), "cells": cells})
         out.append({"label": col["label"], "digits": col["digits"], "methods": methods,
-                    "rows": rows})
+                    "rows": rows, "scroll": many_classes(len(rows))})
     return out

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import io
+import struct
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +28,10 @@ class Figure:
     problem: str | None = None  # why it is not shown (missing or unreadable)
 
 
+class TooLargeError(CnnlensError):
+    """A figure refused for its pixel count; its message is the note the report shows."""
+
+
 def check_max_image_px(max_image_px: int | None) -> int | None:
     """``None`` or 0 keeps figures at full size; otherwise a positive pixel count."""
     if max_image_px is None or max_image_px == 0:
@@ -37,6 +43,11 @@ def check_max_image_px(max_image_px: int | None) -> int | None:
         )
     return max_image_px
 
+
+#: Figures with more pixels than this are not decoded at all (a 4000 x 4000 PNG, the most
+#: evaluate and explain write, has 16 M): decoding a 24,000-pixel confusion matrix takes
+#: gigabytes, and Pillow refuses such files as decompression bombs with a raw traceback.
+MAX_SOURCE_PIXELS = 40_000_000
 
 #: Quality of lossy WebP for photo-like figures (tiles, CAM overlays): at 80 the overlays look
 #: the same at report size and an HMT gallery shrinks ~10x, keeping reports under 10 MB.
@@ -51,31 +62,67 @@ def png_data_uri(path: Path, max_px: int | None, *, lossy: bool = False) -> tupl
     """
     from PIL import Image, UnidentifiedImageError
 
-    data = path.read_bytes()
     mime = "image/png"
     try:
-        with Image.open(io.BytesIO(data)) as img:
-            if img.format != "PNG":
-                raise CnnlensError(f"{path}: not a PNG file ({img.format})")
-            width, height = img.size
-            small: Image.Image | None = None
-            if max_px is not None and max(width, height) > max_px:
-                scale = max_px / max(width, height)
-                size = (max(1, round(width * scale)), max(1, round(height * scale)))
-                small = img.convert("RGBA" if "A" in img.getbands() else "RGB").resize(
-                    size, Image.Resampling.LANCZOS
-                )
-                buf = io.BytesIO()
-                small.save(buf, format="PNG")
-                data, (width, height) = buf.getvalue(), size
-            if lossy:
-                src = small if small is not None else img.convert("RGB")
-                buf = io.BytesIO()
-                src.convert("RGB").save(buf, format="WEBP", quality=WEBP_QUALITY, method=4)
-                if buf.tell() < len(data):
-                    data, mime = buf.getvalue(), "image/webp"
+        with path.open("rb") as fh:
+            _check_png_size(path, fh.read(24))
+        data = path.read_bytes()
+        with warnings.catch_warnings():
+            # Pillow warns (and above twice its limit raises) on huge images: both become
+            # the figure's note, never a traceback or a stray warning
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            uri, width, height = _encode(path, data, mime, max_px, lossy=lossy)
+    except TooLargeError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise TooLargeError(f"not shown: too large to embed ({exc})") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
         raise CnnlensError(f"{path}: unreadable image ({exc})") from None
+    return uri, width, height
+
+
+def _check_png_size(path: Path, head: bytes) -> None:
+    """Refuse a PNG whose header (``head``: its first 24 bytes) declares more than
+    ``MAX_SOURCE_PIXELS``, before reading or decoding the rest.
+
+    Files that are not PNGs (or truncated headers) are left to Pillow to report.
+    """
+    if len(head) < 24 or head[:8] != b"\x89PNG\r\n\x1a\n" or head[12:16] != b"IHDR":
+        return
+    width, height = struct.unpack(">II", head[16:24])
+    if width * height > MAX_SOURCE_PIXELS:
+        raise TooLargeError(
+            f"not shown: the image is {width} x {height} px ({width * height / 1e6:.0f} M "
+            f"pixels), over the {MAX_SOURCE_PIXELS / 1e6:.0f} M pixels a report embeds; "
+            f"open {path.name} directly"
+        )
+
+
+def _encode(path: Path, data: bytes, mime: str, max_px: int | None, *,
+            lossy: bool) -> tuple[str, int, int]:
+    """The data URI of ``data``, downscaled to ``max_px`` and possibly WebP (see caller)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        if img.format != "PNG":
+            raise CnnlensError(f"{path}: not a PNG file ({img.format})")
+        width, height = img.size
+        small: Image.Image | None = None
+        if max_px is not None and max(width, height) > max_px:
+            scale = max_px / max(width, height)
+            size = (max(1, round(width * scale)), max(1, round(height * scale)))
+            small = img.convert("RGBA" if "A" in img.getbands() else "RGB").resize(
+                size, Image.Resampling.LANCZOS
+            )
+            buf = io.BytesIO()
+            small.save(buf, format="PNG")
+            data, (width, height) = buf.getvalue(), size
+        if lossy:
+            src = small if small is not None else img.convert("RGB")
+            buf = io.BytesIO()
+            src.convert("RGB").save(buf, format="WEBP", quality=WEBP_QUALITY, method=4)
+            if buf.tell() < len(data):
+                data, mime = buf.getvalue(), "image/webp"
     return f"data:{mime};base64," + base64.b64encode(data).decode("ascii"), width, height
 
 

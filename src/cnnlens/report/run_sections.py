@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from cnnlens.evaluate.limits import MANY_CLASSES, many_classes
+from cnnlens.report import class_summaries
 from cnnlens.report.model import (
     IMPORTED,
     NOT_RUN,
@@ -79,7 +81,7 @@ def data_summary(ctx: Ctx) -> Section:
     kind = _kind(ctx)
     if kind:
         rows.append(("input kind", kind))
-    rows.append(("classes", f"{len(names)}: {', '.join(names)}" if names else "–"))
+    rows.append(("classes", _class_list(names)))
     for key in ("data_dir", "image_size", "val_fraction", "augment", "seed"):
         if key in data and not (key == "image_size" and kind == "signal"):
             rows.append((key.replace("_", " "), plain(data[key])))
@@ -98,7 +100,18 @@ def data_summary(ctx: Ctx) -> Section:
     if metrics:
         rows.append((f"{plain(split)} split samples", plain(metrics.get("n"))))
     return Section("data", "Data", data={"rows": rows, "support": support,
-                                         "split": plain(split) if split else None})
+                                         "split": plain(split) if split else None,
+                                         "scroll": many_classes(len(support))})
+
+
+def _class_list(names: list[str]) -> str:
+    """``K: a, b, …``; above ``MANY_CLASSES`` only the first names (all are in the tables)."""
+    if not names:
+        return "–"
+    if not many_classes(len(names)):
+        return f"{len(names)}: {', '.join(names)}"
+    return (f"{len(names)}: {', '.join(names[:MANY_CLASSES])}, … and "
+            f"{len(names) - MANY_CLASSES} more (all in the per-class tables)")
 
 
 def _class_names(ctx: Ctx, metrics: dict[str, Any]) -> list[str]:
@@ -170,6 +183,7 @@ def evaluation(ctx: Ctx) -> Section:
     cm_rows = ([[number(v) for v in row] for row in cm]
                if isinstance(cm, list) and 0 < len(cm) <= 15
                and all(isinstance(r, list) for r in cm) else None)
+    many = many_classes(len(per_class) or len(names))
     examples = as_dict(m.get("examples"))
     ex = {group: [{"index": plain(e.get("index")), "true": name_of(names, e.get("true")),
                    "predicted": name_of(names, e.get("predicted")),
@@ -187,12 +201,14 @@ def evaluation(ctx: Ctx) -> Section:
         "class_names": names,
         "confusion": cm_rows,
         "examples": ex,
-        "figures": [
+        "many": class_summaries.summary(m, names) if many else None,
+        "figures": class_summaries.figures(ctx, len(per_class)) if many else [
             ctx.figure("eval/roc_curves.png", "ROC curves, one per class (one vs rest)"),
             ctx.figure("eval/confusion_matrix.png", "Confusion matrix (normalised per true "
                        "class)"),
-            ctx.figure("eval/examples.png", "Success and failure examples", photo=True),
         ],
+        "examples_figure": ctx.figure("eval/examples.png", "Success and failure examples",
+                                      photo=True),
     })
 
 
