@@ -174,6 +174,62 @@ def prepare_pretrained(args: argparse.Namespace) -> None:
     info(f"run folder {run.path}: the shipped {args.pretrained} model")
 
 
+def add_trained_options(p: argparse.ArgumentParser, *, run_dir: bool = True) -> None:
+    """``--model SOURCE [--weights FILE]`` and the model's contract: a model trained
+    elsewhere, explained without training (``run``; RUN_DIR commands make RUN_DIR from it)."""
+    from cnnlens.models.contract import NORMALIZE_HELP
+
+    made = " (makes RUN_DIR from it if it holds no run yet; with --task and --data-dir)"
+    p.add_argument("--weights", default=None, metavar="FILE",
+                   help="trained weights of --model (a builder or registry name): .safetensors "
+                   "or a .pt/.pth state dict (also DDP / Lightning checkpoints)"
+                   + (made if run_dir else "; the run skips training"))
+    p.add_argument("--trust-pickle", action="store_true",
+                   help="allow a model or weights file that needs unpickling (a whole "
+                   "torch.save(model)); unpickling runs code: only for files you trust")
+    p.add_argument("--normalize", default=None, metavar="NORM",
+                   help=f"a trained model's input normalization: {NORMALIZE_HELP}; figures "
+                   "show the input before it, faithfulness removes pixels before it")
+    p.add_argument("--output", default=None, metavar="INDEX|KEY",
+                   help="a trained model whose forward returns a tuple, list or dict: the "
+                   "element holding the class scores")
+
+
+def add_model_source_options(p: argparse.ArgumentParser) -> None:
+    """For commands that take a RUN_DIR: make it from a model trained elsewhere."""
+    g = p.add_argument_group("a model trained elsewhere (makes RUN_DIR if it holds no run)")
+    g.add_argument("--model", default=None, metavar="SOURCE",
+                   help="a trained model file (.onnx, .pt2, .h5, a pickled .pt with "
+                   "--trust-pickle) or a builder (module:function, file.py:function) with "
+                   "--weights")
+    g.add_argument("--task", default=None,
+                   help="the data's task (images, signals, hmt, mnist1d) for --model")
+    g.add_argument("--image-size", type=int, default=None,
+                   help="resize images to this square size for --model (224)")
+    add_trained_options(g, run_dir=True)  # type: ignore[arg-type]
+
+
+def prepare_trained(args: argparse.Namespace) -> None:
+    """Create ``args.run_dir`` from a model trained elsewhere when ``--model`` asks for it."""
+    if getattr(args, "model", None) is None:
+        for flag in ("weights", "normalize", "output"):
+            if getattr(args, flag, None) is not None:
+                raise CnnlensError(f"--{flag} describes --model SOURCE; give --model too")
+        return
+    if getattr(args, "pretrained", None) is not None:
+        raise CnnlensError("--model and --pretrained both name the model; give one")
+    if args.task is None:
+        raise CnnlensError("--model needs --task (images, signals, hmt or mnist1d) to read "
+                           "the data it explains")
+    from cnnlens.pipeline.trained import trained_run
+
+    run = trained_run(args.run_dir, args.model, args.weights, task=args.task,
+                      data_dir=args.data_dir, image_size=args.image_size,
+                      trust_pickle=args.trust_pickle, normalize=args.normalize,
+                      output=args.output, device=getattr(args, "device", "auto"))
+    info(f"run folder {run.path}: {args.model} (trained elsewhere; not trained here)")
+
+
 def add_device_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
 

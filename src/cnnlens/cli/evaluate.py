@@ -6,7 +6,14 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from cnnlens.cli._common import add_device_option, info, positive_int, skip_bad_data
+from cnnlens.cli._common import (
+    add_device_option,
+    add_model_source_options,
+    info,
+    positive_int,
+    prepare_trained,
+    skip_bad_data,
+)
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -23,6 +30,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--skip-bad", action="store_true", default=None,
                    help="skip unreadable images, listing them")
     add_device_option(p)
+    add_model_source_options(p)
     p.set_defaults(func=main)
 
 
@@ -30,6 +38,7 @@ def main(args: argparse.Namespace) -> int:
     from cnnlens.evaluate.stage import evaluate_run
     from cnnlens.rundir.folder import RunDir
 
+    prepare_trained(args)
     run = RunDir(args.run_dir)
     data = skip_bad_data(args)
     m = evaluate_run(run, split=args.split, data_dir=args.data_dir, device=args.device,

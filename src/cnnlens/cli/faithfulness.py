@@ -7,10 +7,12 @@ from typing import Any
 
 from cnnlens.cli._common import (
     Bars,
+    add_model_source_options,
     add_pretrained_option,
     number_or_name,
     positive_int,
     prepare_pretrained,
+    prepare_trained,
     skip_bad_data,
     split_list,
 )
@@ -100,6 +102,7 @@ def register(subparsers: Any) -> None:
                    help="data folder (or .npz), if it moved since training")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="samples per scoring batch")
+    add_model_source_options(p)
     p.set_defaults(func=run)
 
 
@@ -217,6 +220,7 @@ def _duration(seconds: float) -> str:
 def run(args: argparse.Namespace) -> int:
     from cnnlens.rundir.folder import RunDir
 
+    prepare_trained(args)  # first: it refuses --model with --pretrained
     prepare_pretrained(args)
     results = compute(args, args.run_dir)
     print_results(results, RunDir(args.run_dir).faithfulness_dir)

@@ -7,6 +7,7 @@ from typing import Any
 
 from cnnlens.cli._common import (
     CliProgress,
+    add_trained_options,
     add_training_options,
     info,
     number_or_name,
@@ -20,7 +21,6 @@ from cnnlens.cli._common import (
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from cnnlens.explain.options import DEFAULT_METHODS, METHOD_NAMES, SCORES
     from cnnlens.faithfulness.options import METRIC_NAMES
-    from cnnlens.models.contract import NORMALIZE_HELP
 
     p = sub.add_parser(
         "run", help="train (or import), evaluate, explain, score and report in one go",
@@ -32,19 +32,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_training_options(p)
     p.add_argument("--from-keras", default=None, metavar="FILE.h5",
                    help="import this trained Keras 2 HDF5 model instead of training")
-    p.add_argument("--weights", default=None, metavar="FILE",
-                   help="trained weights of --model (a builder or registry name): .safetensors "
-                   "or a .pt/.pth state dict (also DDP / Lightning checkpoints); the run skips "
-                   "training")
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="allow a model or weights file that needs unpickling (a whole "
-                   "torch.save(model)); unpickling runs code: only for files you trust")
-    p.add_argument("--normalize", default=None, metavar="NORM",
-                   help=f"a trained model's input normalization: {NORMALIZE_HELP}; figures "
-                   "show the input before it, faithfulness removes pixels before it")
-    p.add_argument("--output", default=None, metavar="INDEX|KEY",
-                   help="a trained model whose forward returns a tuple, list or dict: the "
-                   "element holding the class scores")
+    add_trained_options(p, run_dir=False)
     p.add_argument("--pretrained", action="store_true",
                    help="use the task's shipped trained best model (mnist1d, hmt) instead of "
                    "training")

@@ -25,6 +25,7 @@ from cnnlens.models.heads import logits_model, remove_head
 from cnnlens.models.load import LoadedModel, load
 from cnnlens.models.outputs import apply_outputs, parse_output, select
 from cnnlens.models.user import normalize_reference
+from cnnlens.rundir import RunDir, save_checkpoint
 
 
 def is_trained_source(model: str | None, weights: str | None) -> bool:
@@ -145,4 +146,25 @@ def check_fits(loaded: LoadedModel, shape: TaskShape, data: DataConfig,
     return False
 
 
-__all__ = ["check_fits", "is_trained_source", "trained_run_config"]
+def trained_run(out: str | Path, model: str, weights: str | None = None, *, task: str,
+                data_dir: str | None = None, image_size: int | None = None,
+                trust_pickle: bool = False, normalize: str | None = None,
+                output: str | int | None = None, device: str = "auto",
+                overwrite: bool = False) -> RunDir:
+    """A run folder at ``out`` holding a model trained elsewhere (reused when it already holds
+    the same one): what ``cnnlens evaluate|faithfulness RUN_DIR --model ...`` start from."""
+    from cnnlens.pipeline.config import data_config
+    from cnnlens.pipeline.create import prepare_run_dir
+
+    data = data_config(task=task, data_dir=data_dir, image_size=image_size, augment=False)
+    cfg, module, meta = trained_run_config(model, weights, data=data, trust_pickle=trust_pickle,
+                                           normalize=normalize, output=output)
+    cfg["device"] = device
+    run = prepare_run_dir(out, cfg, overwrite=overwrite)
+    with run.lock():
+        if not run.is_trained():
+            save_checkpoint(run.checkpoints, "model", module, meta)
+    return run
+
+
+__all__ = ["check_fits", "is_trained_source", "trained_run", "trained_run_config"]
