@@ -315,3 +315,28 @@ def test_a_single_logit_binary_model_has_two_classes(builder: str,
         run(task="images", data_dir=str(make_image_folders(tmp_path / "three", size=SIZE)),
             image_size=SIZE, model=f"{net}:{builder}", weights=str(net.parent / "wb.pt"),
             out=tmp_path / "r3")
+
+
+def test_standardize_and_a_model_without_convolutions(tmp_path: Path) -> None:
+    """--standardize z-scores each sample for the model; an MLP has no layer to explain."""
+    import numpy as np
+
+    signals = make_signals(tmp_path / "s.npz", channels=2, length=24)
+    torch.manual_seed(0)
+    conv = torch.nn.Sequential(torch.nn.Conv1d(2, 4, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.Flatten(), torch.nn.Linear(4 * 24, 3)).eval()
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(48, 3)).eval()
+    for name, net in (("conv", conv), ("mlp", mlp)):
+        torch.export.save(torch.export.export(net, (torch.rand(2, 2, 24),),
+                                              dynamic_shapes=({0: torch.export.Dim("n")},)),
+                          tmp_path / f"{name}.pt2")
+    result = run(task="signals", data_dir=str(signals), device="cpu", out=tmp_path / "r",
+                 model=str(tmp_path / "conv.pt2"), standardize=True, **FAST)  # type: ignore[arg-type]
+    with np.load(signals) as f:
+        x = torch.from_numpy(f["x_test"])
+    z = (x - x.mean(2, keepdim=True)) / (x.std(2, keepdim=True, unbiased=False) + 1e-8)
+    with np.load(result.path / "eval" / "predictions.npz") as f, torch.no_grad():
+        assert np.allclose(f["probs"], torch.softmax(conv(z), 1).numpy(), atol=1e-5)
+    with pytest.raises(CnnlensError, match="no convolutional layer with spatial output"):
+        run(task="signals", data_dir=str(signals), device="cpu", out=tmp_path / "m",
+            model=str(tmp_path / "mlp.pt2"), **FAST)  # type: ignore[arg-type]

@@ -193,6 +193,9 @@ def add_trained_options(p: argparse.ArgumentParser, *, run_dir: bool = True) -> 
     p.add_argument("--output", default=None, metavar="INDEX|KEY",
                    help="a trained model whose forward returns a tuple, list or dict: the "
                    "element holding the class scores")
+    p.add_argument("--standardize", action="store_true",
+                   help="a trained signal model's preprocessing: each channel of each sample "
+                   "to mean 0, std 1 (figures keep the data's units)")
 
 
 def add_model_source_options(p: argparse.ArgumentParser) -> None:
@@ -226,7 +229,8 @@ def prepare_trained(args: argparse.Namespace) -> None:
     run = trained_run(args.run_dir, args.model, args.weights, task=args.task,
                       data_dir=args.data_dir, image_size=args.image_size,
                       trust_pickle=args.trust_pickle, normalize=args.normalize,
-                      output=args.output, device=getattr(args, "device", "auto"))
+                      output=args.output, standardize=args.standardize,
+                      device=getattr(args, "device", "auto"))
     info(f"run folder {run.path}: {args.model} (trained elsewhere; not trained here)")
 
 
@@ -247,6 +251,7 @@ def run_options_from_args(args: argparse.Namespace, **stage_options: Any) -> Any
         "trust_pickle": bool(getattr(args, "trust_pickle", False)),
         "normalize": getattr(args, "normalize", None),
         "output": getattr(args, "output", None),
+        "standardize": bool(getattr(args, "standardize", False)),
         "tb_cams_every": getattr(args, "tb_cams_every", None),
     }
     from cnnlens.pipeline.runner import TRAINING_FIELDS

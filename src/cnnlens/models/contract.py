@@ -120,10 +120,26 @@ def apply_normalization(model: Any, norm: Normalization | None) -> Any:
     return model
 
 
+def apply_standardization(model: Any) -> Any:
+    """Give ``model`` per-sample standardization (each channel of each sample to mean 0,
+    std 1 over its positions) as a forward pre-hook: signal models are often trained on
+    z-scored recordings while the data keeps its own units for the figures."""
+    def standardize(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        x, *rest = args
+        dims = tuple(range(2, x.dim()))
+        mean = x.mean(dim=dims, keepdim=True)
+        std = x.std(dim=dims, keepdim=True, unbiased=False)
+        return ((x - mean) / (std + 1e-8), *rest)
+
+    model.register_forward_pre_hook(standardize)
+    return model
+
+
 def apply_contract(model: Any, contract: dict[str, Any], where: str) -> Any:
     """The model as a run recorded it (checkpoint sidecar keys): the scores picked from its
     output (``output``), its final activation removed (``head_removed``), one binary logit
-    made two (``binary``), its input normalized (``normalize``). Applied in that order at
+    made two (``binary``), its input standardized per sample (``standardize``) or normalized
+    (``normalize``). Applied in that order at
     import and whenever the run's model is loaded, so every stage sees the same model."""
     from cnnlens.models.heads import HEADS, remove_head
     from cnnlens.models.outputs import apply_outputs
@@ -145,6 +161,8 @@ def apply_contract(model: Any, contract: dict[str, Any], where: str) -> Any:
         model = stripped
     if contract.get("binary"):
         apply_outputs(model, None, True, where)
+    if contract.get("standardize"):
+        apply_standardization(model)
     try:
         return apply_normalization(model, normalization_from(contract.get("normalize")))
     except CnnlensError as exc:
@@ -152,4 +170,5 @@ def apply_contract(model: Any, contract: dict[str, Any], where: str) -> Any:
 
 
 __all__ = ["NORMALIZATIONS", "NORMALIZE_HELP", "Normalization", "apply_contract",
-           "apply_normalization", "normalization_from", "parse_normalize"]
+           "apply_normalization", "apply_standardization", "normalization_from",
+           "parse_normalize"]

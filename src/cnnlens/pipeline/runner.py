@@ -74,6 +74,7 @@ class RunOptions:
     trust_pickle: bool = False  # allow model/weights files that need unpickling
     normalize: str | None = None  # a trained model's input normalization (--normalize)
     output: str | int | None = None  # which element of a tuple/dict output holds the scores
+    standardize: bool = False  # a trained signal model's per-sample standardization
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -117,9 +118,10 @@ class RunOptions:
             if self.model is None:
                 raise CnnlensError("--weights needs --model: the builder (module:function or "
                                    "file.py:function) or registry name the weights belong to")
-        for name in ("normalize", "output"):
-            if getattr(self, name) is not None and not is_trained_source(self.model,
-                                                                         self.weights):
+        for name in ("normalize", "output", "standardize"):
+            value = getattr(self, name)  # output 0 is a choice: compare by identity
+            if value is not None and value is not False and not is_trained_source(
+                    self.model, self.weights):
                 raise CnnlensError(f"--{name} describes a trained model (--model FILE, or a "
                                    "builder with --weights)")
         if self.tb_cams_every is not None and (isinstance(self.tb_cams_every, bool)
@@ -184,7 +186,8 @@ def run_config(options: RunOptions) -> tuple[dict[str, Any], Any]:
         cfg, model, meta = trained_run_config(options.model, options.weights, data=data,
                                               trust_pickle=options.trust_pickle,
                                               normalize=options.normalize,
-                                              output=options.output)
+                                              output=options.output,
+                                              standardize=options.standardize)
         cfg["device"] = options.device
         return cfg, (model, meta)
     if options.pretrained:

@@ -35,11 +35,12 @@ def is_trained_source(model: str | None, weights: str | None) -> bool:
 
 def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
                        trust_pickle: bool = False, normalize: str | None = None,
-                       output: str | int | None = None,
+                       output: str | int | None = None, standardize: bool = False,
                        ) -> tuple[dict[str, Any], nn.Module, dict[str, Any]]:
     """The run config, the loaded model and its checkpoint sidecar for a trained model.
 
-    ``normalize`` (``--normalize``) is the model's own input normalization and ``output``
+    ``normalize`` (``--normalize``) is the model's own input normalization, ``standardize``
+    (``--standardize``) its per-sample standardization of signals, and ``output``
     (``--output``) picks the class scores from a forward that returns a tuple or dict; with
     what was found on loading (a final softmax to remove, one binary logit) they form the
     model's contract, stored with the checkpoint and applied whenever the run's model is
@@ -50,6 +51,8 @@ def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
     norm = parse_normalize(normalize)
     if norm is not None:
         norm.check_channels(shape.input_shape[0], f"the data ({where})")
+    if standardize and norm is not None:
+        raise CnnlensError("--standardize and --normalize both preprocess the input; give one")
     k = len(shape.class_names)
     if weights is not None:
         ref = normalize_reference(model) if is_user_model(model) else model
@@ -65,6 +68,7 @@ def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
     binary = check_fits(loaded, shape, data, which)
     head, outputs = _head(loaded, tuple(shape.input_shape), which, binary)
     contract: dict[str, Any] = {"output": which, "binary": binary or None,
+                                "standardize": standardize or None,
                                 "normalize": norm.to_dict() if norm else None}
     if head is not None:
         contract["head_removed"] = {"head": head, "input_shape": list(shape.input_shape)}
@@ -74,7 +78,8 @@ def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
               "sha256": loaded.sha256, "converter": loaded.converter, "outputs": outputs,
               "scores": f"element {which!r} of the model's output" if which is not None
               else None,
-              "input": norm.describe() if norm else "as loaded, [0, 1]",
+              "input": norm.describe() if norm else (
+                  "standardized per sample and channel" if standardize else "as loaded"),
               "notes": [n for n in loaded.notes if head is None or "kept" not in n]}
     source = {key: v for key, v in source.items() if v not in (None, [])}
     data_dict = {key: v for key, v in vars(data).items() if key != "task"}
@@ -149,8 +154,8 @@ def check_fits(loaded: LoadedModel, shape: TaskShape, data: DataConfig,
 def trained_run(out: str | Path, model: str, weights: str | None = None, *, task: str,
                 data_dir: str | None = None, image_size: int | None = None,
                 trust_pickle: bool = False, normalize: str | None = None,
-                output: str | int | None = None, device: str = "auto",
-                overwrite: bool = False) -> RunDir:
+                output: str | int | None = None, standardize: bool = False,
+                device: str = "auto", overwrite: bool = False) -> RunDir:
     """A run folder at ``out`` holding a model trained elsewhere (reused when it already holds
     the same one): what ``cnnlens evaluate|faithfulness RUN_DIR --model ...`` start from."""
     from cnnlens.pipeline.config import data_config
@@ -158,7 +163,8 @@ def trained_run(out: str | Path, model: str, weights: str | None = None, *, task
 
     data = data_config(task=task, data_dir=data_dir, image_size=image_size, augment=False)
     cfg, module, meta = trained_run_config(model, weights, data=data, trust_pickle=trust_pickle,
-                                           normalize=normalize, output=output)
+                                           normalize=normalize, output=output,
+                                           standardize=standardize)
     cfg["device"] = device
     run = prepare_run_dir(out, cfg, overwrite=overwrite)
     with run.lock():
