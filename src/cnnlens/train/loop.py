@@ -16,8 +16,9 @@ import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
-from typing import Any
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
@@ -32,12 +33,7 @@ from cnnlens.errors import CnnlensError
 from cnnlens.fileio import write_json
 from cnnlens.models import build_model
 from cnnlens.progress import TrainCallback
-from cnnlens.rundir.checkpoint import (
-    load_checkpoint,
-    load_train_state,
-    save_checkpoint,
-    save_train_state,
-)
+from cnnlens.rundir.checkpoint import load_checkpoint, save_checkpoint
 from cnnlens.rundir.folder import RunDir
 from cnnlens.train import ddp
 from cnnlens.train.recipes import Recipe, epochs_for, lr_at
@@ -48,6 +44,7 @@ from cnnlens.train.speed import (
     to_channels_last,
     uses_channels_last,
 )
+from cnnlens.train.state import TrainState
 
 
 class EpochHook:
@@ -163,181 +160,148 @@ def train_run(
         return _train(run, data=data, resume=resume, callback=callback, hooks=hooks)
 
 
+@dataclass
+class _Session:
+    """One training run's fixed parts: what every epoch and every checkpoint share."""
+
+    run: RunDir
+    recipe: Recipe  # with precision resolved for this hardware and data
+    epochs: int
+    data: TaskData
+    ranks: Ranks
+    device: torch.device
+    channels_last: bool
+    cb: TrainCallback
+    hooks: Sequence[EpochHook]
+    meta: dict[str, Any]  # the checkpoint sidecar's fixed keys
+    state: TrainState
+    stop: _StopFlag = field(default_factory=lambda: _StopFlag())
+    net: nn.Module | None = None  # the model as trained (DDP-wrapped under torchrun)
+
+    @property
+    def state_path(self) -> Path:
+        return self.run.checkpoints / "last_state.pt"
+
+
 def _train(run: RunDir, *, data: TaskData | None, resume: bool,
            callback: TrainCallback | None, hooks: Sequence[EpochHook]) -> dict[str, Any]:
+    s = _session(run, data, callback, hooks)
+    start, partial = _resume(s) if resume and s.state_path.exists() else (0, None)
+    s.net = ddp.wrap(s.state.model, s.ranks, s.device)
+    writer = (_summary_writer(run, purge_step=start if start else None)
+              if s.ranks.is_main else None)
+    try:
+        with s.stop.installed():
+            for epoch in range(start, s.epochs):
+                stats = _train_epoch(s, epoch, partial)
+                partial = None
+                if stats.get("interrupted"):
+                    _save_interrupted(s, epoch, stats["partial"])
+                _end_epoch(s, epoch, stats, writer)
+                if s.state.stopped_early:
+                    break
+    finally:
+        if writer is not None:
+            writer.close()
+    history = s.state.history
+    final_name = "best" if s.recipe.early_stopping and s.state.best["epoch"] >= 0 else "last"
+
+    def save_final() -> None:
+        final, final_meta = load_checkpoint(run.checkpoints, final_name, device="cpu")
+        save_checkpoint(run.checkpoints, "model", final,
+                        {**final_meta, "selected": final_name, "epochs_run": len(history)})
+
+    s.ranks.on_main(save_final)  # the other ranks wait until the model is in place
+    return {"epochs_run": len(history), "selected": final_name, **(history[-1] if history else {})}
+
+
+def _session(run: RunDir, data: TaskData | None, callback: TrainCallback | None,
+             hooks: Sequence[EpochHook]) -> _Session:
+    """Read the run's config, check and decode the data, build the model and optimizer."""
     cfg = run.read_config()
     if not isinstance(cfg.get("recipe"), dict):
         raise CnnlensError(f"{run.config_path}: this run has no training recipe (an imported "
                            "model); train into a new --out")
     recipe = Recipe(**cfg["recipe"])
     recipe.validate()
-    epochs = epochs_for(recipe, cfg["task"])
     seed = int(cfg.get("seed", 0))
     ranks, device = distributed.setup(resolve_device(cfg.get("device", "auto")))
-    cb = (callback if ranks.is_main else None) or TrainCallback()
-    hooks = hooks if ranks.is_main else ()
     data = data if data is not None else run.load_data()
-    n_train = len(data.train)  # type: ignore[arg-type]
-    if n_train == 0:
+    if len(data.train) == 0:  # type: ignore[arg-type]
         raise CnnlensError(f"task {cfg['task']!r}: the training split is empty")
     for split in (data.train, data.val):  # decode every image now: name all bad files at once
         preload = getattr(split, "preload", None)
         if callable(preload) and len(split):  # type: ignore[arg-type]
             preload()
-
     torch.manual_seed(seed)
     model_kwargs = cfg.get("model_kwargs") or {}
     model = build_model(cfg["model"], **model_kwargs).to(device)
-    channels_last = uses_channels_last(data.train[0][0].unsqueeze(0), device)
+    sample = data.train[0][0]
+    channels_last = uses_channels_last(sample.unsqueeze(0), device)
     if channels_last:
         to_channels_last(model)
-    optimizer = make_optimizer(model, recipe)
-    shuffle = torch.Generator().manual_seed(seed)
-    history: list[dict[str, Any]] = []
-    best = {"val_loss": math.inf, "epoch": -1}
-    bad_epochs = 0
-    start = 0
-    partial: dict[str, Any] | None = None
-    meta_base = {
-        "model": cfg["model"],
-        "model_kwargs": model_kwargs,
-        "task": cfg["task"],
-        "class_names": data.class_names,
-        "recipe": recipe.to_dict(),
-        "seed": seed,
-        "precision": resolve_precision(recipe.precision, device, data.train[0][0].dim() - 1),
-    }
-    # the steps run at the precision resolved for this hardware and data; the stored recipe
-    # keeps the user's choice ("auto"), so the run's config is the same on every machine
-    recipe = replace(recipe, precision=meta_base["precision"])
-
-    state_path = run.checkpoints / "last_state.pt"
-    if resume and state_path.exists():
-        state = load_train_state(state_path)
-        expect = {"model": cfg["model"], "model_kwargs": model_kwargs,
-                  "class_names": data.class_names}
-        loaded, _ = load_checkpoint(run.checkpoints, "last", device=device, expect=expect)
-        model.load_state_dict(loaded.state_dict())
-        try:
-            if "model" in state:  # the weights saved with this state: a kill between the
-                model.load_state_dict(state["model"])  # two files cannot mix epochs
-            optimizer.load_state_dict(state["optimizer"])
-            shuffle.set_state(state["shuffle_rng"])
-            torch.set_rng_state(state["torch_rng"])
-        except (KeyError, ValueError, RuntimeError, TypeError) as exc:
-            raise CnnlensError(f"{state_path}: training state does not fit this run ({exc}); "
-                               "start again with --overwrite") from None
-        history = list(state["history"])
-        best = dict(state["best"])
-        bad_epochs = int(state["bad_epochs"])
-        start = int(state["epoch"]) + 1
-        partial = state.get("partial")
-        if partial is not None:
-            start = int(partial["epoch"])
-        if state.get("stopped_early"):
-            start = epochs
-
-    net = ddp.wrap(model, ranks, device)
-    writer = _summary_writer(run, purge_step=start if start else None) if ranks.is_main else None
-    stop_flag = _StopFlag()
-    try:
-        with stop_flag.installed():
-            for epoch in range(start, epochs):
-                stats = _train_epoch(net, optimizer, data, recipe, epoch, epochs, shuffle,
-                                     device, cb, stop_flag, partial, ranks, channels_last)
-                partial = None
-                if stats.get("interrupted"):
-                    if ranks.is_main:
-                        save_checkpoint(run.checkpoints, "last", model,
-                                        {**meta_base, "epoch": epoch - 1, "partial_epoch": epoch,
-                                         "metrics": history[-1] if history else {}})
-                        save_train_state(state_path, {
-                            "epoch": epoch - 1,
-                            "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "shuffle_rng": shuffle.get_state(),
-                            "torch_rng": torch.get_rng_state(),
-                            "history": history,
-                            "best": best,
-                            "bad_epochs": bad_epochs,
-                            "stopped_early": False,
-                            "partial": stats["partial"],
-                        })
-                    ranks.barrier()
-                    raise TrainingInterrupted(
-                        f"interrupted in epoch {epoch + 1} after batch "
-                        f"{stats['partial']['batches']}; resume with --resume"
-                    )
-                history.append(stats)
-                improved = stats.get("val_loss", math.inf) < best["val_loss"]
-                if improved:
-                    best = {"val_loss": stats["val_loss"], "epoch": epoch}
-                    bad_epochs = 0
-                elif len(data.val):  # type: ignore[arg-type]
-                    bad_epochs += 1
-                stop = recipe.early_stopping and bad_epochs >= recipe.patience
-                if ranks.is_main:
-                    _log_scalars(writer, stats)
-                    meta = {**meta_base, "epoch": epoch, "metrics": stats}
-                    if improved and recipe.early_stopping:
-                        save_checkpoint(run.checkpoints, "best", model, meta)
-                    save_checkpoint(run.checkpoints, "last", model, meta)
-                    save_train_state(
-                        state_path,
-                        {
-                            "epoch": epoch,
-                            "model": model.state_dict(),
-                            "optimizer": optimizer.state_dict(),
-                            "shuffle_rng": shuffle.get_state(),
-                            "torch_rng": torch.get_rng_state(),
-                            "history": history,
-                            "best": best,
-                            "bad_epochs": bad_epochs,
-                            "stopped_early": stop,
-                            "partial": None,
-                        },
-                    )
-                    write_json(run.train_dir / "history.json", history)
-                for hook in hooks:
-                    hook.after_epoch(epoch, epochs, model, writer)
-                cb.on_epoch_end(stats)
-                if stop:
-                    break
-    finally:
-        if writer is not None:
-            writer.close()
-
-    final_name = "best" if recipe.early_stopping and best["epoch"] >= 0 else "last"
-
-    def save_final() -> None:
-        final, final_meta = load_checkpoint(run.checkpoints, final_name, device="cpu")
-        save_checkpoint(
-            run.checkpoints,
-            "model",
-            final,
-            {**final_meta, "selected": final_name, "epochs_run": len(history)},
-        )
-
-    ranks.on_main(save_final)  # the other ranks wait until the model is in place
-    return {"epochs_run": len(history), "selected": final_name, **(history[-1] if history else {})}
+    precision = resolve_precision(recipe.precision, device, sample.dim() - 1)
+    meta = {"model": cfg["model"], "model_kwargs": model_kwargs, "task": cfg["task"],
+            "class_names": data.class_names, "recipe": recipe.to_dict(), "seed": seed,
+            "precision": precision}
+    state = TrainState(model, make_optimizer(model, recipe), torch.Generator().manual_seed(seed))
+    return _Session(
+        run=run,
+        # the steps run at the precision resolved for this hardware and data; the stored
+        # recipe keeps the user's choice ("auto"), so the run's config is the same everywhere
+        recipe=replace(recipe, precision=precision),
+        epochs=epochs_for(recipe, cfg["task"]), data=data, ranks=ranks, device=device,
+        channels_last=channels_last,
+        cb=(callback if ranks.is_main else None) or TrainCallback(),
+        hooks=hooks if ranks.is_main else (), meta=meta, state=state)
 
 
-def _train_epoch(
-    net: nn.Module,
-    optimizer: torch.optim.Optimizer,
-    data: TaskData,
-    recipe: Recipe,
-    epoch: int,
-    epochs: int,
-    shuffle: torch.Generator,
-    device: torch.device,
-    cb: TrainCallback,
-    stop: _StopFlag,
-    partial: dict[str, Any] | None,
-    ranks: Ranks,
-    channels_last: bool = False,
-) -> dict[str, Any]:
-    lr = lr_at(recipe, epoch, epochs)
+def _resume(s: _Session) -> tuple[int, dict[str, Any] | None]:
+    """Continue from the last checkpoint: its weights, then the state saved with them."""
+    expect = {k: s.meta[k] for k in ("model", "model_kwargs", "class_names")}
+    loaded, _ = load_checkpoint(s.run.checkpoints, "last", device=s.device, expect=expect)
+    s.state.model.load_state_dict(loaded.state_dict())
+    return s.state.restore(s.state_path, s.epochs)
+
+
+def _save_interrupted(s: _Session, epoch: int, partial: dict[str, Any]) -> NoReturn:
+    """Save the state at the batch a Ctrl-C stopped, then stop (``--resume`` goes on)."""
+    history = s.state.history
+    if s.ranks.is_main:
+        save_checkpoint(s.run.checkpoints, "last", s.state.model,
+                        {**s.meta, "epoch": epoch - 1, "partial_epoch": epoch,
+                         "metrics": history[-1] if history else {}})
+        s.state.stopped_early = False
+        s.state.save(s.state_path, epoch=epoch - 1, partial=partial)
+    s.ranks.barrier()
+    raise TrainingInterrupted(f"interrupted in epoch {epoch + 1} after batch "
+                              f"{partial['batches']}; resume with --resume")
+
+
+def _end_epoch(s: _Session, epoch: int, stats: dict[str, Any], writer: Any) -> None:
+    """Record the epoch; rank 0 logs it and writes its checkpoints and state."""
+    has_val = bool(len(s.data.val))  # type: ignore[arg-type]
+    patience = s.recipe.patience if s.recipe.early_stopping else None
+    improved = s.state.record(stats, epoch, has_val, patience)
+    if s.ranks.is_main:
+        _log_scalars(writer, stats)
+        meta = {**s.meta, "epoch": epoch, "metrics": stats}
+        if improved and s.recipe.early_stopping:
+            save_checkpoint(s.run.checkpoints, "best", s.state.model, meta)
+        save_checkpoint(s.run.checkpoints, "last", s.state.model, meta)
+        s.state.save(s.state_path, epoch=epoch)
+        write_json(s.run.train_dir / "history.json", s.state.history)
+    for hook in s.hooks:
+        hook.after_epoch(epoch, s.epochs, s.state.model, writer)
+    s.cb.on_epoch_end(stats)
+
+
+def _train_epoch(s: _Session, epoch: int, partial: dict[str, Any] | None) -> dict[str, Any]:
+    """One epoch (from ``partial``'s batch when resuming inside it): its metrics, or
+    ``{"interrupted": True, "partial": ...}`` when a Ctrl-C stopped it."""
+    recipe, data, shuffle, optimizer = s.recipe, s.data, s.state.shuffle, s.state.optimizer
+    assert s.net is not None
+    lr = lr_at(recipe, epoch, s.epochs)
     for group in optimizer.param_groups:
         group["lr"] = lr
     per_step = recipe.schedule == "onecycle"  # lr is a function of the step, set every batch
@@ -349,28 +313,28 @@ def _train_epoch(
         shuffle.set_state(partial["shuffle_before"])
     shuffle_before = shuffle.get_state()
     order = torch.randperm(n, generator=shuffle)
-    cb.on_epoch_start(epoch, epochs, n)
-    net.train()
+    s.cb.on_epoch_start(epoch, s.epochs, n)
+    s.net.train()
     total_loss, correct, seen, skip = 0.0, 0, 0, 0
     seconds = 0.0
     if partial is not None:
         total_loss, correct, seen = partial["loss_sum"], partial["correct"], partial["seen"]
         skip, seconds = partial["batches"], partial["seconds"]
         torch.set_rng_state(partial["torch_rng"])
-        cb.on_batch_end(seen, total_loss / max(seen, 1), correct / max(seen, 1))
+        s.cb.on_batch_end(seen, total_loss / max(seen, 1), correct / max(seen, 1))
     bs = recipe.batch_size
     steps = math.ceil(n / bs)
     t0, cpu0 = time.perf_counter(), time.process_time()
-    batches = ddp.rank_batches(data.train, order[skip * bs:], bs, ranks)
+    batches = ddp.rank_batches(data.train, order[skip * bs:], bs, s.ranks)
     for step, (x, y) in enumerate(batches, start=skip):
-        x = prepare_batch(x.to(device, non_blocking=True), channels_last)
-        y = y.to(device, non_blocking=True)
+        x = prepare_batch(x.to(s.device, non_blocking=True), s.channels_last)
+        y = y.to(s.device, non_blocking=True)
         if per_step:
             for group in optimizer.param_groups:
-                group["lr"] = lr_at(recipe, epoch + step / steps, epochs)
-        with autocast(device, recipe.precision):
-            logits = net(x)
-        totals = ddp.step_loss(logits.float(), y, ranks, stop=stop.set,
+                group["lr"] = lr_at(recipe, epoch + step / steps, s.epochs)
+        with autocast(s.device, recipe.precision):
+            logits = s.net(x)
+        totals = ddp.step_loss(logits.float(), y, s.ranks, stop=s.stop.set,
                                label_smoothing=recipe.label_smoothing)
         if not math.isfinite(totals.loss_sum):
             raise CnnlensError(
@@ -381,11 +345,10 @@ def _train_epoch(
         optimizer.zero_grad(set_to_none=True)
         totals.loss.backward()
         optimizer.step()
-        b = totals.n
         total_loss += totals.loss_sum
         correct += totals.correct
-        seen += b
-        cb.on_batch_end(b, total_loss / seen, correct / seen)
+        seen += totals.n
+        s.cb.on_batch_end(totals.n, total_loss / seen, correct / seen)
         if totals.stop and seen < n:
             return {"interrupted": True, "partial": {
                 "epoch": epoch, "batches": step + 1, "loss_sum": total_loss, "correct": correct,
@@ -404,9 +367,9 @@ def _train_epoch(
         "items_per_s": seen / seconds if seconds > 0 else math.nan,
     }
     if len(data.val):  # type: ignore[arg-type]
-        val_loss, val_acc = loss_and_accuracy(
-            ddp.unwrap(net), data.val, batch_size=recipe.batch_size, device=device, ranks=ranks
-        )
+        val_loss, val_acc = loss_and_accuracy(ddp.unwrap(s.net), data.val,
+                                              batch_size=recipe.batch_size, device=s.device,
+                                              ranks=s.ranks)
         stats.update(val_loss=val_loss, val_accuracy=val_acc)
     return stats
 
