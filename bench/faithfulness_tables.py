@@ -235,7 +235,8 @@ def _hmt_road_subset(args: argparse.Namespace, run: Path, methods: list[str]) ->
     from cnnlens.explain.stage import load_cams
     from cnnlens.faithfulness import metrics as M
     from cnnlens.faithfulness import stats as S
-    from cnnlens.faithfulness.stage import pairwise_tests, parse_method
+    from cnnlens.faithfulness.comparisons import pairwise_tests
+    from cnnlens.faithfulness.options import parse_method
     from cnnlens.faithfulness.table import format_table
     from cnnlens.faithfulness.verdict import build_verdict
     from cnnlens.rundir.folder import RunDir

@@ -9,7 +9,7 @@ from torch import Tensor, nn
 
 from cnnlens.faithfulness import metrics as M
 from cnnlens.faithfulness import stats as S
-from cnnlens.faithfulness.stage import pairwise_tests
+from cnnlens.faithfulness.comparisons import pairwise_tests
 from cnnlens.faithfulness.verdict import build_verdict, kendalls_w
 
 
