@@ -208,3 +208,22 @@ def test_a_lost_ctrl_c_still_stops_the_run_at_the_next_stage(tmp_path: Path) -> 
         "train", "evaluate", "explain"]
     assert ("explain", "done") in rec.events  # explain finished: its files are complete
     assert not (tmp_path / "r" / "faithfulness").exists()
+
+
+def test_faithfulness_scores_what_explain_was_asked_for_from_python(tmp_path: Path) -> None:
+    """run(explain=ExplainOptions(methods, layer, limit)) carries them to faithfulness, as
+    the CLI's --methods/--layer/--limit do (it once recomputed the defaults silently)."""
+    result = run(task="mnist1d", pretrained=True, device="cpu", out=tmp_path / "r",
+                 stages=("train", "evaluate", "explain", "faithfulness"),
+                 explain=ExplainOptions(methods=("gradcam",), layer="res1d_1", limit=20,
+                                        figures=False),
+                 faithfulness=FaithfulnessOptions(sanity=False, n_boot=20, figures=False,
+                                                  metrics=("drop_increase",)))
+    res = result.faithfulness
+    assert res is not None and res["n"] == 20
+    assert res["methods"]["gradcam@res1d_1"]["layer"] == "res1d_1"
+    assert set(res["methods"]) == {"gradcam@res1d_1", "random"}
+    assert res["methods"]["gradcam@res1d_1"]["source"] == "cams/gradcam.npz"  # the same maps
+    # options given to faithfulness itself win
+    own = FaithfulnessOptions(methods=("gradcampp",), limit=10)
+    assert own.following(ExplainOptions(methods=("gradcam",), limit=20)) == own

@@ -82,26 +82,15 @@ def options_from_args(args: argparse.Namespace) -> Any:
     layer = parse_layer(args.layer)
     explain = ExplainOptions(methods=tuple(methods) if methods else None, layer=layer,
                              score=args.score, limit=args.limit)
-    faith_methods: tuple[str, ...] | None = None
-    if methods or layer is not None or args.score:
-        names = methods or ["gradcam", "gradcampp", "ablationcam"]
-        faith_methods = tuple(_method_spec(m, layer, args.score) for m in names)
-    faithfulness = FaithfulnessOptions(
-        methods=faith_methods,
+    faithfulness = FaithfulnessOptions(  # methods, layer and limit follow explain's (runner)
         fracs=tuple(args.frac) if args.frac else None,
         metrics=tuple(split_list(args.metrics) or ()) or None,
-        limit=args.limit, baseline=number_or_name(args.baseline),
+        baseline=number_or_name(args.baseline),
         seed=args.faithfulness_seed, sanity=not args.no_sanity)
     report = ReportOptions(max_image_px=DEFAULT_MAX_IMAGE_PX if args.max_image_px is None
                            else args.max_image_px)
     return run_options_from_args(args, explain=explain, faithfulness=faithfulness,
                                  report=report)
-
-
-def _method_spec(method: str, layer: Any, score: str | None) -> str:
-    """``name[@layer][:score]`` for the faithfulness stage, matching the explain options."""
-    at = layer.get(method) if isinstance(layer, dict) else layer
-    return method + (f"@{at}" if at else "") + (f":{score}" if score else "")
 
 
 def main(args: argparse.Namespace) -> int:

@@ -9,13 +9,13 @@ here once.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from cnnlens.data import SPLITS
 from cnnlens.errors import CnnlensError, unknown_choice
-from cnnlens.explain.options import DEFAULT_METHODS, SCORES
+from cnnlens.explain.options import DEFAULT_METHODS, SCORES, ExplainOptions
 
 #: Metric families, in the order outputs list them (implementations:
 #: :data:`cnnlens.faithfulness.metrics.METRICS`, keyed by these names).
@@ -49,6 +49,12 @@ IMAGE_METRICS: tuple[str, ...] = ("drop_increase",)
 SANITY_SAMPLES: tuple[int, int] = (32, 16)
 DEFAULT_FRACS: dict[str, tuple[float, ...]] = {"hmt": (0.9,), "mnist1d": (0.15, 0.3)}
 RANDOM = "random"
+
+
+def method_spec(method: str, layer: str | Mapping[str, str] | None, score: str | None) -> str:
+    """``name[@layer][:score]``: an explain method, layer and score as a faithfulness method."""
+    at = layer.get(method) if isinstance(layer, Mapping) else layer
+    return method + (f"@{at}" if at else "") + (f":{score}" if score else "")
 
 
 def _tuples(fields: dict[str, Any]) -> dict[str, Any]:
@@ -206,6 +212,17 @@ class FaithfulnessOptions:
             raise CnnlensError(f"alpha={self.alpha!r} is invalid; accepted: a number in (0, 1)")
         if self.split not in SPLITS:
             raise unknown_choice("split (--split)", self.split, SPLITS)
+
+    def following(self, explain: ExplainOptions) -> FaithfulnessOptions:
+        """These options with what is unset taken from the explain stage's: the same methods
+        at the same layer and score, and the same samples. What a run scores is what it
+        explained, whether it was started from the CLI or from Python."""
+        methods = self.methods
+        if methods is None and (explain.methods or explain.layer is not None or explain.score):
+            names = explain.methods or DEFAULT_METHODS
+            methods = tuple(method_spec(m, explain.layer, explain.score) for m in names)
+        limit = self.limit if self.limit is not None else explain.limit
+        return replace(self, methods=methods, limit=limit)
 
     @classmethod
     def of(cls, options: FaithfulnessOptions | None, fields: dict[str, Any]

@@ -160,7 +160,9 @@ def options_from(base: RunOptions | None, fields_: dict[str, Any]) -> RunOptions
     if unknown:
         raise CnnlensError(f"unknown run option(s) {', '.join(unknown)}; valid: "
                            f"{', '.join(sorted(valid))}")
-    return replace(opts, **fields_) if fields_ else opts
+    opts = replace(opts, **fields_) if fields_ else opts
+    # faithfulness scores the methods, layer, score and samples explain was asked for
+    return replace(opts, faithfulness=opts.faithfulness.following(opts.explain))
 
 
 def run_config(options: RunOptions) -> tuple[dict[str, Any], Any]:
