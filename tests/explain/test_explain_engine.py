@@ -102,6 +102,13 @@ def test_bad_options_are_errors(mnist_model: nn.Module) -> None:
         cam(mnist_model, _x(), layer="conv1d_2", score="softmax")
     with pytest.raises(CnnlensError, match=r"x has shape \(1, 40\); accepted: \(N, C, L\)"):
         cam(mnist_model, torch.randn(1, 40), layer="conv1d_2")
+    # the hint fits the shape it describes: a batch of signals is not one signal
+    with pytest.raises(CnnlensError, match=r"8 signals of length 40: x\[:, None\] makes them "
+                       r"\(8, 1, 40\)"):
+        cam(mnist_model, torch.randn(8, 40), layer="conv1d_2")
+    with pytest.raises(CnnlensError, match=r"one signal of length 40: x\[None, None\] makes "
+                       r"it \(1, 1, 40\)"):
+        cam(mnist_model, torch.randn(40), layer="conv1d_2")
 
 
 def _bn_model() -> nn.Sequential:

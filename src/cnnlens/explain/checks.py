@@ -15,6 +15,21 @@ from torch import Tensor, nn
 from cnnlens.errors import CnnlensError
 
 
+def shape_hint(shape: tuple[int, ...], name: str = "x") -> str:
+    """How to make ``shape`` an accepted input, for the shapes users actually pass."""
+    if len(shape) == 1:
+        return (f"; one signal of length {shape[0]}: {name}[None, None] makes it "
+                f"(1, 1, {shape[0]})")
+    if len(shape) == 2:
+        n, length = shape
+        return (f"; {n} signals of length {length}: {name}[:, None] makes them ({n}, 1, "
+                f"{length}), or one {n}-channel signal: {name}[None] makes it (1, {n}, "
+                f"{length})")
+    if len(shape) > 5:
+        return "; CAMs take at most 3 spatial axes"
+    return ""
+
+
 def check_inputs(x: object, *, name: str = "x") -> Tensor:
     """A floating tensor ``(N, C, L)``, ``(N, C, H, W)`` or ``(N, C, D, H, W)``, finite, N > 0."""
     if not isinstance(x, Tensor):
@@ -23,7 +38,7 @@ def check_inputs(x: object, *, name: str = "x") -> Tensor:
     if x.dim() not in (3, 4, 5):
         raise CnnlensError(
             f"{name} has shape {tuple(x.shape)}; accepted: (N, C, L), (N, C, H, W) or "
-            "(N, C, D, H, W) (add the batch and channel axes, e.g. x[None, None])"
+            f"(N, C, D, H, W){shape_hint(tuple(x.shape), name)}"
         )
     if not x.is_floating_point():
         raise CnnlensError(f"{name} must be floating point, got dtype {x.dtype} "

@@ -317,15 +317,20 @@ def passes(metric: str, steps: int, n_percentages: int) -> int:
 
 
 def projections(model: nn.Module, x: Tensor, n_maps: int, chosen: Sequence[str],
-                 steps: int, opts: FaithfulnessOptions, bs: int, seconds: dict[str, Any], *,
-                 n_fracs: int) -> dict[str, float]:
+                steps: int, opts: FaithfulnessOptions, bs: int, seconds: dict[str, Any], *,
+                n_fracs: int) -> dict[str, float]:
     """Projected seconds of the metric families that were not run (printed as options).
 
-    From the measured forward time (the unmasked scoring pass) and, for ROAD and imputed
-    removal, one sample's imputations at every percentage timed here.
+    From this run's own measured cost of one pass over the samples with one map (the
+    metrics that ran, ROAD excepted: its passes include solves) or, when none ran, the
+    unmasked scoring pass; plus, for ROAD and imputed removal, one batch's imputations at
+    every percentage timed here. (The unmasked pass alone overstated small inputs ~100x:
+    its time is mostly the first call's set-up.)
     """
     n = int(x.shape[0])  # this process's share: under torchrun the ranks run side by side
-    per_forward = seconds.get("forward", 0.0) / max(n, 1)
+    per_pass = _measured_pass(seconds, steps, len(opts.percentages))
+    if per_pass is None:
+        per_pass = seconds.get("forward", 0.0)
     solve = 0.0
     missing = [m for m in M.METRICS if m not in chosen]
     if "road" in missing or opts.baseline == "road":
@@ -344,14 +349,26 @@ def projections(model: nn.Module, x: Tensor, n_maps: int, chosen: Sequence[str],
         for k in removal_counts(int(np.prod(x.shape[2:])), opts.percentages):
             impute(x[:k_probe], ranks < k, noise=opts.noise)
         solve = (time.perf_counter() - t0) / len(opts.percentages) / k_probe  # per input
-    removal = per_forward + (solve if opts.baseline == "road" else 0.0)
     out: dict[str, float] = {}
-    cost = {"confidence": per_forward, "road": per_forward + solve}
     for m in missing:
-        per_map = passes(m, steps, len(opts.percentages)) * (
+        n_passes = passes(m, steps, len(opts.percentages)) * (
             n_fracs if m == "drop_increase" else 1)
-        out[m] = n * n_maps * per_map * cost.get(m, removal)
+        imputed = m == "road" or (opts.baseline == "road" and m != "confidence")
+        out[m] = n_maps * n_passes * (per_pass + (n * solve if imputed else 0.0))
     return out
+
+
+def _measured_pass(seconds: dict[str, Any], steps: int, n_percentages: int) -> float | None:
+    """Seconds of one pass over this process's samples with one map, from the metrics this
+    run timed (``seconds["metrics"][map][metric@frac]``); None when none ran."""
+    total, count = 0.0, 0
+    for per_map in seconds.get("metrics", {}).values():
+        for key, secs in per_map.items():
+            fam = key.partition("@")[0]
+            if fam in M.METRICS and fam != "road":
+                total += float(secs)
+                count += passes(fam, steps, n_percentages)
+    return total / count if count else None
 
 
 def results_csv(summary: dict[str, Any], per_class: dict[str, Any]) -> bytes:
