@@ -28,6 +28,7 @@ from cnnlens.errors import CnnlensError, unknown_choice
 from cnnlens.explain.checks import check_class_bound, model_error
 from cnnlens.explain.layers import sequential_tail
 from cnnlens.explain.options import SCORES
+from cnnlens.explain.tail import GraphTail, graph_tail
 
 PROBE_FACTOR = 16
 
@@ -72,7 +73,8 @@ class LayerContext:
         eng = self.engine
         eng.require_plan()
         out = torch.empty(rows.numel(), dtype=self.logits.dtype, device=self.logits.device)
-        step = eng.tail_rows
+        # Without a tail the whole model runs on every row: size chunks like its own passes.
+        step = eng.tail_rows if eng.tail is not None else min(eng.tail_rows, eng.input_rows)
         for start in range(0, rows.numel(), step):
             sl = slice(start, min(rows.numel(), start + step))
             acts = build(sl)
@@ -87,8 +89,10 @@ class LayerContext:
         follow a conv (ReLU, pooling), so those run once on A; the ablated copies only go
         through the rest. When the rest is ``Flatten`` + ``Linear``, the ablated logits are
         ``logits − W_k·P_k`` exactly (no copies at all). Otherwise chunks of ablated copies,
-        built in one reused buffer, run through the rest (or, for a model that cannot be
-        split, through the whole model with the layer's output replaced by a hook).
+        built in one reused buffer, run through the rest: the Sequential tail, or the traced
+        graph's tail with the values it needs from before the layer (a residual's identity)
+        repeated per copy, or, for a model that cannot be cut, the whole model with the
+        layer's output replaced by a hook.
         """
         eng = self.engine
         eng.require_plan()
@@ -116,14 +120,27 @@ class LayerContext:
             flat.index_fill_(0, torch.arange(r.numel(), device=a.device) * k + r % k, 0.0)
             return batch
 
+        saved: tuple[Tensor, ...] = ()
         if eng.tail is None:
-            return self.tail_scores(rows // k, build).view(n, k)
+            found = eng.graph_saved(self)
+            if found is None:
+                return self.tail_scores(rows // k, build).view(n, k)
+            saved = found
+        graph = eng.graph
+        buffers = [Reused(v) for v in saved]
+        row_bytes = sum(v[:1].numel() * v.element_size() for v in (a, *saved))
         out = torch.empty(n * k, dtype=self.logits.dtype, device=self.logits.device)
-        step = max(1, eng.budget // max(a[:1].numel() * a.element_size(), eng.tail_peak))
+        step = max(1, eng.budget // max(row_bytes, eng.tail_peak))
         with torch.no_grad():
             for start in range(0, n * k, step):
                 sl = slice(start, min(n * k, start + step))
-                logits = eng.ablation_rest(build(sl))
+                if isinstance(graph, GraphTail):
+                    samples = rows[sl] // k
+                    extra = [torch.index_select(v, 0, samples, out=b.get(samples.numel()))
+                             for v, b in zip(saved, buffers, strict=True)]
+                    logits = graph.tail(build(sl), *extra)
+                else:
+                    logits = eng.ablation_rest(build(sl))
                 out[sl] = target_scores(logits, self.targets[rows[sl] // k], eng.score)
         return out.view(n, k)
 
@@ -173,6 +190,8 @@ class Engine:
         self.tail_rows = 1
         self.tail_peak = 1
         self.input_rows = 1
+        #: How ablated copies run: "sequential", "graph" (once checked), or "full-forward: why".
+        self.tail_path = "unused"
 
     # -- the network after the layer (built on first use) ----------------------------------
     # Only Ablation-CAM and the hook fallback use these; building them creates modules, which
@@ -180,7 +199,55 @@ class Engine:
     @cached_property
     def tail(self) -> nn.Module | None:
         """The layers after the target as one module, or None if the model cannot be split."""
-        return sequential_tail(self.model, self.layer_name)
+        tail = sequential_tail(self.model, self.layer_name)
+        if tail is not None:
+            self.tail_path = "sequential"
+        return tail
+
+    @cached_property
+    def graph(self) -> GraphTail | None:
+        """The traced graph cut after the layer, when there is no Sequential tail."""
+        if self.tail is not None:
+            return None
+        found = graph_tail(self.model, self.layer_name, self.layer)
+        if isinstance(found, str):
+            self.tail_path = f"full-forward: {found}"
+            return None
+        return found
+
+    def graph_saved(self, ctx: LayerContext) -> tuple[Tensor, ...] | None:
+        """The pre-cut values the graph tail needs for this chunk, or None to run whole passes.
+
+        The first time, the tail must reproduce the model's own logits on the unablated
+        activations (to 1e-4 of their scale): a trace that does not match the model (Python
+        side effects, a randomised op, an in-place op the cut misses) falls back to whole
+        passes, with the reason kept in :attr:`tail_path`.
+        """
+        graph = self.graph
+        if graph is None:
+            return None
+        try:
+            saved = graph.saved(ctx.x)
+            if isinstance(saved, str):
+                self.tail_path, self.graph = f"full-forward: {saved}", None
+                return None
+            if self.tail_path != "graph":
+                with torch.no_grad():
+                    logits = graph.tail(ctx.activations.clone(), *(v.clone() for v in saved))
+                ref = ctx.logits
+                if not (isinstance(logits, Tensor) and logits.shape == ref.shape
+                        and torch.allclose(logits, ref, rtol=1e-4,
+                                           atol=1e-4 * float(ref.abs().max()))):
+                    self.tail_path = "full-forward: the traced tail does not reproduce the model"
+                    self.graph = None
+                    return None
+                self.tail_path = "graph"
+        except Exception as exc:  # a cut the model does not survive: keep whole passes
+            if is_oom(exc):
+                raise
+            self.tail_path, self.graph = f"full-forward: the traced tail fails ({exc})", None
+            return None
+        return saved
 
     @cached_property
     def _ablation_split(self) -> tuple[nn.Sequential, nn.Sequential]:
