@@ -1,8 +1,14 @@
-"""``cnnlens explain RUN_DIR``: class activation maps for a trained run, with figures."""
+"""``cnnlens explain RUN_DIR``: class activation maps for a trained run, with figures.
+
+``cnnlens explain --inputs PATH ... --model SOURCE --out OUT``: the same maps for loose
+files and a model trained elsewhere, with no labels and no run folder
+(:func:`cnnlens.pipeline.loose.explain_inputs`).
+"""
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 from typing import Any
 
 from cnnlens.cli._common import (
@@ -10,12 +16,16 @@ from cnnlens.cli._common import (
     add_device_option,
     add_pretrained_option,
     info,
+    non_negative_int,
+    number_or_name,
     parse_layer,
     positive_int,
     prepare_pretrained,
+    print_skipped,
     skip_bad_data,
     split_list,
 )
+from cnnlens.errors import CnnlensError
 
 
 def register(subparsers: Any) -> None:
@@ -26,9 +36,13 @@ def register(subparsers: Any) -> None:
         help="compute CAMs for a trained run and draw them",
         description="Compute class activation maps of the predicted class for a split of a "
         "trained run; writes RUN_DIR/cams/<method>.npz, summary.json and PNG galleries "
-        "(per class and for failures). Methods at the same layer share their passes.",
+        "(per class and for failures). Methods at the same layer share their passes. "
+        "With --inputs instead of RUN_DIR: explain loose image files, folders and "
+        ".npy/.npz signals with --model (no labels); writes OUT/overlays/, "
+        "OUT/predictions.csv and OUT/index.html.",
     )
-    p.add_argument("run_dir", metavar="RUN_DIR", help="a trained cnnlens run folder")
+    p.add_argument("run_dir", metavar="RUN_DIR", nargs="?", default=None,
+                   help="a trained cnnlens run folder (not with --inputs)")
     add_pretrained_option(p)
     p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
                    help=f"CAM methods (space- or comma-separated) of {', '.join(METHOD_NAMES)} "
@@ -52,10 +66,58 @@ def register(subparsers: Any) -> None:
                    help="samples per CAM batch")
     p.add_argument("--per-class", type=positive_int, default=3, help="samples per class gallery")
     p.add_argument("--no-figures", action="store_true", help="write the .npz files only")
+    _add_inputs_options(p)
     p.set_defaults(func=run)
 
 
+def _add_inputs_options(p: argparse.ArgumentParser) -> None:
+    from cnnlens.faithfulness.options import LABEL_FREE_BASELINE as DEFAULT_BASELINE
+    from cnnlens.faithfulness.options import LABEL_FREE_STEPS as DEFAULT_STEPS
+    from cnnlens.models.contract import NORMALIZE_HELP
+
+    g = p.add_argument_group("loose inputs (no RUN_DIR, no labels)")
+    g.add_argument("--inputs", nargs="+", default=None, metavar="PATH",
+                   help="image files, folders (recursive) and .npy/.npz signals to explain")
+    g.add_argument("--model", default=None, metavar="SOURCE",
+                   help="the trained model: .onnx, .pt2, .h5, a pickled .pt with "
+                   "--trust-pickle, or a builder (module:function, file.py:function) with "
+                   "--weights")
+    g.add_argument("--weights", default=None, metavar="FILE",
+                   help="trained weights for a builder --model (.safetensors, .pt, .pth)")
+    g.add_argument("--trust-pickle", action="store_true",
+                   help="allow unpickling the model file (only for files you trust)")
+    g.add_argument("--normalize", default=None, metavar="NORM", help=NORMALIZE_HELP)
+    g.add_argument("--out", default=None, metavar="OUT", help="output folder")
+    g.add_argument("--image-size", type=positive_int, default=None,
+                   help="resize images to this square size (default: the model's declared "
+                   "input size, else 224)")
+    g.add_argument("--target", default=None, metavar="CLASS",
+                   help="explain this class (name or index) instead of the predicted one")
+    g.add_argument("--top-k", type=positive_int, default=3, help="predictions listed (3)")
+    g.add_argument("--class-names", default=None, metavar="FILE",
+                   help="class names: a text file (one per line) or a JSON list")
+    g.add_argument("--faithfulness-steps", type=non_negative_int, default=DEFAULT_STEPS,
+                   metavar="N", help="chunks per deletion/insertion curve; each costs 2 "
+                   f"forward passes per input and map (default {DEFAULT_STEPS}; 0: off)")
+    g.add_argument("--faithfulness-baseline", default=DEFAULT_BASELINE,
+                   type=number_or_name, metavar="BASE",
+                   help=f"value of removed positions: mean, zero or a number "
+                   f"(default {DEFAULT_BASELINE})")
+
+
+_INPUT_ONLY = ("model", "weights", "out", "image_size", "target", "class_names", "normalize")
+_RUN_ONLY = ("pretrained", "data_dir", "limit")
+
+
 def run(args: argparse.Namespace) -> int:
+    if args.inputs is not None:
+        return run_inputs(args)
+    given = [f"--{n.replace('_', '-')}" for n in _INPUT_ONLY if getattr(args, n) is not None]
+    if args.run_dir is None or given:
+        raise CnnlensError(
+            (f"{', '.join(given)} need(s) --inputs" if given else "RUN_DIR is missing")
+            + "; give a run folder (cnnlens explain RUN_DIR) or loose files "
+            "(cnnlens explain --model SOURCE --inputs PATH ... --out OUT)")
     from cnnlens.device import resolve_device
     from cnnlens.explain.stage import run_explain
     from cnnlens.rundir.folder import RunDir
@@ -83,6 +145,53 @@ def run(args: argparse.Namespace) -> int:
         bars.close()
     print_summary(summary, RunDir(args.run_dir))
     return 0
+
+
+def run_inputs(args: argparse.Namespace) -> int:
+    """``--inputs`` mode: check the options, run the library, print what was written."""
+    from cnnlens.explain.options import DEFAULT_METHODS
+    from cnnlens.pipeline.loose import explain_inputs
+
+    wrong = [f"--{n.replace('_', '-')}" for n in _RUN_ONLY if getattr(args, n) is not None]
+    if args.run_dir is not None:
+        wrong.insert(0, f"RUN_DIR {args.run_dir}")
+    if wrong:
+        raise CnnlensError(f"--inputs explains loose files without a run folder; "
+                           f"{', '.join(wrong)} cannot be used with it")
+    missing = [o for o, v in (("--model", args.model), ("--out", args.out)) if v is None]
+    if missing:
+        raise CnnlensError(f"--inputs needs {' and '.join(missing)} (the trained model and "
+                           "the output folder)")
+    bars = Bars("explain ")
+    try:
+        summary = explain_inputs(
+            args.model, args.inputs, args.out, weights=args.weights,
+            trust_pickle=args.trust_pickle, normalize=args.normalize,
+            methods=split_list(args.methods) or DEFAULT_METHODS, layer=parse_layer(args.layer),
+            score=args.score or "logit", image_size=args.image_size, target=args.target,
+            top_k=args.top_k, class_names=args.class_names, skip_bad=args.skip_bad,
+            faithfulness_steps=args.faithfulness_steps,
+            faithfulness_baseline=args.faithfulness_baseline,
+            batch_size=args.batch_size or 32, device=args.device, progress=bars)
+    finally:
+        bars.close()
+    print_inputs_summary(summary, Path(args.out))
+    return 0
+
+
+def print_inputs_summary(summary: dict[str, Any], out: Path) -> None:
+    if summary["bad"]:
+        print_skipped(summary["bad"])
+    info(f"explained {summary['n']} input(s) with {len(summary['methods'])} method(s), "
+         f"score {summary['score']}, {summary['classes']} classes:")
+    for row in summary["faithfulness"]["summary"]:
+        info(f"  {row['method']:<12} layer {summary['layers'].get(row['method'], '-'):<16} "
+             f"deletion AUC {row['deletion']:.3f}  insertion AUC {row['insertion']:.3f}")
+    t = summary["timings"]
+    info("  time: " + ", ".join(f"{k} {t[k]:.1f} s" for k in t))
+    info(f"overlays: {out / 'overlays'}")
+    info(f"predictions: {out / 'predictions.csv'}")
+    info(f"page: {out / 'index.html'}")
 
 
 def print_summary(summary: dict[str, Any], run: Any) -> None:
