@@ -22,7 +22,7 @@ def blocks() -> list[tuple[str, str]]:
 
 def test_the_readme_has_its_examples() -> None:
     kinds = [what.split()[0] for what, _ in blocks()]
-    assert kinds.count("file") == 5 and kinds.count("run") == 3 and kinds.count("python") == 1
+    assert kinds.count("file") == 5 and kinds.count("run") == 4 and kinds.count("python") == 1
 
 
 def test_readme_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -48,5 +48,8 @@ def test_readme_examples_run_as_written(tmp_path: Path, monkeypatch: pytest.Monk
         assert (tmp_path / run / "report.html").is_file(), run
     for run in ("runs/mine", "runs/mine-onnx"):  # trained elsewhere: explained, not trained
         assert not (tmp_path / run / "train").exists(), run
+    rows = (tmp_path / "explained" / "predictions.csv").read_text().splitlines()
+    assert len(rows) == 31 and rows[0].startswith("file,kind,explained,top1,top1_prob")
+    assert (tmp_path / "explained" / "index.html").is_file()
     metrics = (tmp_path / "runs/pics/eval/metrics.json").read_text()
     assert '"class_names": [\n    "blue",\n    "green",\n    "red"\n  ]' in metrics
