@@ -340,3 +340,22 @@ def test_standardize_and_a_model_without_convolutions(tmp_path: Path) -> None:
     with pytest.raises(CnnlensError, match="no convolutional layer with spatial output"):
         run(task="signals", data_dir=str(signals), device="cpu", out=tmp_path / "m",
             model=str(tmp_path / "mlp.pt2"), **FAST)  # type: ignore[arg-type]
+
+
+def test_a_non_square_input_size_runs_every_stage(saved: dict[str, dict[str, Any]],
+                                                  folders: Path, tmp_path: Path) -> None:
+    import numpy as np
+
+    result = run(task="images", data_dir=str(folders), image_size=(32, 64),
+                 resize="shorter-side+center-crop", device="cpu", out=tmp_path / "r",
+                 **saved["state dict"], **FAST)  # type: ignore[arg-type]
+    with np.load(result.path / "cams" / "gradcam.npz") as f:  # layer4 of a ResNet: 1 x 2
+        assert f["raw"].shape[1:] == (1, 2) and tuple(f["input_shape"]) == (32, 64)
+    cfg = json.loads((result.path / "config.json").read_text())
+    assert cfg["data"]["image_size"] == [32, 64]
+    assert cfg["data"]["resize"] == "shorter-side+center-crop"
+    assert (result.path / "report.html").is_file()
+    again = run(task="images", data_dir=str(folders), image_size=(32, 64),
+                resize="shorter-side+center-crop", device="cpu", out=tmp_path / "r",
+                **saved["state dict"], **FAST)  # type: ignore[arg-type]
+    assert again.stages["explain"]["status"] == "skipped"  # the same run, found again

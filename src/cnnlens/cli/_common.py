@@ -70,6 +70,28 @@ def number_or_name(text: str) -> str | float:
         return text
 
 
+def image_size(text: str) -> Any:
+    """argparse type of ``--image-size``: ``H`` or ``H,W``."""
+    from cnnlens.data.resize import parse_image_size
+
+    try:
+        return parse_image_size(text)
+    except CnnlensError as exc:
+        message = str(exc).removeprefix(f"--image-size {text!r}: ")
+        raise argparse.ArgumentTypeError(message) from None
+
+
+def add_image_size_options(p: argparse.ArgumentParser) -> None:
+    """``--image-size H[,W]`` and ``--resize``: how image files become the model's input."""
+    from cnnlens.data.resize import RESIZE_MODES
+
+    p.add_argument("--image-size", type=image_size, default=None, metavar="H[,W]",
+                   help="resize images to H x H, or H x W (default 224, or the recipe's)")
+    p.add_argument("--resize", choices=RESIZE_MODES, default="stretch",
+                   help="stretch each file to the size (the study's), or scale it, aspect "
+                   "kept, to cover the size and cut the centre (ImageNet-style)")
+
+
 def add_data_options(p: argparse.ArgumentParser) -> None:
     """Which data: the task and where its files are."""
     tasks = ", ".join(f"{k} ({v.description})" for k, v in TASKS.items())
@@ -80,8 +102,7 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
                    "train/ and test/, optional val/) or, for signals, the .npz file")
     p.add_argument("--data", dest="data_dir", default=None, metavar="FILE.npz",
                    help="the .npz of --task signals (same as --data-dir)")
-    p.add_argument("--image-size", type=positive_int, default=None,
-                   help="resize images to this square size (224)")
+    add_image_size_options(p)
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable images, listing them (otherwise every bad file is "
                    "named and nothing runs)")
@@ -207,8 +228,7 @@ def add_model_source_options(p: argparse.ArgumentParser) -> None:
                    "--weights")
     g.add_argument("--task", default=None,
                    help="the data's task (images, signals, hmt, mnist1d) for --model")
-    g.add_argument("--image-size", type=int, default=None,
-                   help="resize images to this square size for --model (224)")
+    add_image_size_options(g)  # type: ignore[arg-type]
     add_trained_options(g, run_dir=True)  # type: ignore[arg-type]
 
 
@@ -227,7 +247,7 @@ def prepare_trained(args: argparse.Namespace) -> None:
     from cnnlens.pipeline.trained import trained_run
 
     run = trained_run(args.run_dir, args.model, args.weights, task=args.task,
-                      data_dir=args.data_dir, image_size=args.image_size,
+                      data_dir=args.data_dir, image_size=args.image_size, resize=args.resize,
                       trust_pickle=args.trust_pickle, normalize=args.normalize,
                       output=args.output, standardize=args.standardize,
                       device=getattr(args, "device", "auto"))
@@ -246,6 +266,7 @@ def run_options_from_args(args: argparse.Namespace, **stage_options: Any) -> Any
         "task": args.task, "data_dir": args.data_dir, "model": getattr(args, "model", None),
         "recipe": getattr(args, "recipe", "study"), "seed": getattr(args, "seed", 0),
         "device": args.device, "image_size": args.image_size, "skip_bad": args.skip_bad,
+        "resize": getattr(args, "resize", "stretch"),
         "from_keras": getattr(args, "from_keras", None),
         "weights": getattr(args, "weights", None),
         "trust_pickle": bool(getattr(args, "trust_pickle", False)),

@@ -33,7 +33,8 @@ class DataConfig:
 
     task: str
     data_dir: str | None = None
-    image_size: int = 224
+    image_size: int | tuple[int, int] = 224  # H, or (H, W) (JSON: a list)
+    resize: str = "stretch"  # or "shorter-side+center-crop" (cnnlens.data.resize)
     val_fraction: float = 0.0
     seed: int = 0
     augment: bool = True

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from cnnlens.data import DataConfig, TaskData, TaskShape
 from cnnlens.data.images import describe_image_folders, load_image_folder_task
+from cnnlens.data.resize import image_hw
 
 HMT_CLASSES = [
     "01_TUMOR", "02_STROMA", "03_COMPLEX", "04_LYMPHO",
@@ -31,5 +32,5 @@ def load_hmt_task(cfg: DataConfig) -> TaskData:
 def describe_hmt(cfg: DataConfig) -> TaskShape:
     """The study's 8 classes and ``(3, size, size)``; the folder is read when it is given."""
     if cfg.data_dir is None:
-        return TaskShape(list(HMT_CLASSES), (3, cfg.image_size, cfg.image_size), "image")
+        return TaskShape(list(HMT_CLASSES), (3, *image_hw(cfg.image_size)), "image")
     return describe_image_folders(cfg, train_folder=TRAIN_FOLDER, test_folder=TEST_FOLDER)

@@ -27,6 +27,7 @@ from torch.utils.data import Dataset
 from cnnlens.data import DataConfig, TaskData, TaskShape, require_data_dir
 from cnnlens.data.augment import augment_batch, augment_image, sample_params
 from cnnlens.data.augmentations import AUGMENTATIONS, AugmentConfig
+from cnnlens.data.resize import ImageSize, canonical_size, check_resize, crop_box, image_hw
 from cnnlens.data.splits import stratified_holdout
 from cnnlens.errors import CnnlensError
 from cnnlens.fileio import atomic_path, write_json
@@ -197,11 +198,16 @@ def decode_image(path: str | Path, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> n
         ) from None
 
 
-def load_tile(path: str | Path, size: int, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
-    """The study's preprocessing up to scaling: 8-bit RGB, Pillow bilinear to ``size``."""
-    rgb = decode_image(path, max_pixels=max_pixels)
-    img = Image.fromarray(rgb).resize((size, size), Image.Resampling.BILINEAR)  # = BILINEAR
-    return np.asarray(img, dtype=np.uint8)
+def load_tile(path: str | Path, size: ImageSize, *, max_pixels: int = DEFAULT_MAX_PIXELS,
+              resize: str = "stretch") -> np.ndarray:
+    """The study's preprocessing up to scaling: 8-bit RGB, Pillow bilinear to ``size``
+    (``H`` or ``(H, W)``); ``resize="shorter-side+center-crop"`` keeps the aspect ratio and
+    cuts the centre (:mod:`cnnlens.data.resize`)."""
+    h, w = image_hw(size)
+    img = Image.fromarray(decode_image(path, max_pixels=max_pixels))
+    box = crop_box(img.width, img.height, (h, w)) if check_resize(resize) != "stretch" else None
+    out = img.resize((w, h), Image.Resampling.BILINEAR, box=box)
+    return np.asarray(out, dtype=np.uint8)
 
 
 def to_tensor(tile: np.ndarray) -> torch.Tensor:
@@ -221,9 +227,12 @@ class TileStore:
     DataLoader worker processes.
     """
 
-    def __init__(self, files: Sequence[Path], size: int, *, max_pixels: int) -> None:
+    def __init__(self, files: Sequence[Path], size: ImageSize, *, max_pixels: int,
+                 resize: str = "stretch") -> None:
         self.files = list(files)
         self.size = size
+        self.hw = image_hw(size)
+        self.resize = resize
         self.max_pixels = max_pixels
         self._array: np.ndarray | None = None
         self._filled = np.zeros(len(self.files), dtype=bool)
@@ -231,7 +240,7 @@ class TileStore:
 
     def _ensure_array(self) -> np.ndarray:
         if self._array is None:
-            self._array = np.empty((len(self.files), self.size, self.size, 3), dtype=np.uint8)
+            self._array = np.empty((len(self.files), *self.hw, 3), dtype=np.uint8)
         return self._array
 
     def get(self, i: int) -> np.ndarray:
@@ -240,7 +249,8 @@ class TileStore:
             raise BadImageError(self.bad[i])
         arr = self._ensure_array()
         if not self._filled[i]:
-            arr[i] = load_tile(self.files[i], self.size, max_pixels=self.max_pixels)
+            arr[i] = load_tile(self.files[i], self.hw, max_pixels=self.max_pixels,
+                               resize=self.resize)
             self._filled[i] = True
         return arr[i]
 
@@ -255,7 +265,8 @@ class TileStore:
 
         def work(i: int) -> tuple[int, str | None]:
             try:
-                arr[i] = load_tile(self.files[i], self.size, max_pixels=self.max_pixels)
+                arr[i] = load_tile(self.files[i], self.hw, max_pixels=self.max_pixels,
+                                   resize=self.resize)
             except BadImageError as exc:
                 return i, str(exc)
             return i, None
@@ -276,7 +287,10 @@ class TileStore:
     # -- on-disk cache -----------------------------------------------------------
     def cache_key(self) -> str:
         """Hash of everything the pixels depend on: files (path, size, mtime), size, version."""
-        h = hashlib.sha256(f"v{_CACHE_VERSION}:{self.size}:{self.max_pixels}".encode())
+        # a square stretch keys as before, so existing caches stay valid
+        size = self.hw[0] if self.hw[0] == self.hw[1] else f"{self.hw[0]}x{self.hw[1]}"
+        mode = "" if self.resize == "stretch" else f":{self.resize}"
+        h = hashlib.sha256(f"v{_CACHE_VERSION}:{size}:{self.max_pixels}{mode}".encode())
         for p in self.files:
             st = p.stat()
             h.update(f"\n{p.resolve()}:{st.st_size}:{st.st_mtime_ns}".encode())
@@ -293,7 +307,7 @@ class TileStore:
             arr = np.load(npy, mmap_mode="r", allow_pickle=False)
         except (OSError, ValueError):
             return False  # a corrupt cache is rebuilt and replaced atomically
-        if arr.shape != (len(self.files), self.size, self.size, 3) or arr.dtype != np.uint8:
+        if arr.shape != (len(self.files), *self.hw, 3) or arr.dtype != np.uint8:
             return False
         self._array = arr
         self.bad = {int(k): str(v) for k, v in info.get("bad", {}).items()}
@@ -313,7 +327,7 @@ class TileStore:
                 np.save(fh, arr, allow_pickle=False)
             write_json(
                 cache_dir / f"tiles_{key}.json",
-                {"files": len(self.files), "size": self.size,
+                {"files": len(self.files), "size": list(self.hw), "resize": self.resize,
                  "bad": {str(k): v for k, v in self.bad.items()}},
             )
         except OSError as exc:
@@ -334,7 +348,8 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
         self,
         root: str | Path,
         *,
-        size: int = 224,
+        size: ImageSize = 224,
+        resize: str = "stretch",
         class_names: Sequence[str] | None = None,
         skip_bad: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
@@ -344,8 +359,7 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
         preload: bool = False,
         num_threads: int | None = None,
     ) -> None:
-        if not isinstance(size, int) or isinstance(size, bool) or not 1 <= size <= 4096:
-            raise CnnlensError(f"image_size must be an integer in 1..4096, got {size!r}")
+        image_hw(size, "image_size")
         self.scan = scan_split(root, class_names)
         self.root = self.scan.root
         self.class_names = list(self.scan.class_names)
@@ -354,7 +368,7 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
         self.augment = augment
         self.seed = seed
         self.epoch = 0
-        self._store = TileStore(self.scan.files, size, max_pixels=max_pixels)
+        self._store = TileStore(self.scan.files, size, max_pixels=max_pixels, resize=resize)
         cache = Path(cache_dir) / "images" if cache_dir is not None else None
         if cache is not None and self._store.load_cache(cache):
             pass
@@ -468,7 +482,7 @@ def describe_image_folders(
     """Class names (the train folder's class folders) and input shape, decoding nothing."""
     root = _check_layout(cfg, train_folder, test_folder, "")
     names = scan_class_names(root / train_folder)
-    return TaskShape(names, (3, cfg.image_size, cfg.image_size), "image")
+    return TaskShape(names, (3, *image_hw(cfg.image_size)), "image")
 
 
 def scan_class_names(root: Path) -> list[str]:
@@ -513,12 +527,15 @@ def load_image_folder_task(
     ``cache_dir`` saved for the next run).
     """
     root = _check_layout(cfg, train_folder, test_folder, hint)
+    size = canonical_size(cfg.image_size)
     train_all = ImageFolderDataset(
-        root / train_folder, size=cfg.image_size, skip_bad=cfg.skip_bad, cache_dir=cfg.cache_dir
+        root / train_folder, size=size, resize=cfg.resize, skip_bad=cfg.skip_bad,
+        cache_dir=cfg.cache_dir
     )
     test = ImageFolderDataset(
         root / test_folder,
-        size=cfg.image_size,
+        size=size,
+        resize=cfg.resize,
         class_names=train_all.class_names,
         skip_bad=cfg.skip_bad,
         cache_dir=cfg.cache_dir,
@@ -528,7 +545,8 @@ def load_image_folder_task(
     if val_root is not None and val_root.is_dir():
         val = ImageFolderDataset(
             val_root,
-            size=cfg.image_size,
+            size=size,
+            resize=cfg.resize,
             class_names=train_all.class_names,
             skip_bad=cfg.skip_bad,
             cache_dir=cfg.cache_dir,
@@ -546,7 +564,8 @@ def load_image_folder_task(
         infos["val"] = val.info()
     info = {
         "source": str(root),
-        "image_size": cfg.image_size,
+        "image_size": size,
+        "resize": cfg.resize,
         "augment": dict(augment.__dict__) if augment else None,
         "files_per_class": {k: v["files_per_class"] for k, v in infos.items()},
         "split_sizes": {"train": len(train), "val": len(val), "test": len(test)},

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from cnnlens.data import DataConfig, describe_task, get_task
+from cnnlens.data.augmentations import AUGMENTATIONS
+from cnnlens.data.resize import canonical_size, check_resize
 from cnnlens.errors import CnnlensError
 from cnnlens.models import get_model_spec, is_user_model, model_kwargs_for
 from cnnlens.models.user import normalize_reference
@@ -26,25 +29,39 @@ def data_config(
     *,
     task: str,
     data_dir: str | None = None,
-    image_size: int | None = None,
+    image_size: int | Sequence[int] | None = None,
     val_fraction: float = 0.0,
     seed: int = 0,
     augment: bool = True,
     augmentation: str = "study",
     skip_bad: bool = False,
     cache_dir: str | None = None,
+    resize: str = "stretch",
 ) -> DataConfig:
     """A validated :class:`DataConfig` with an absolute data path."""
     spec = get_task(task)
-    size = 224 if image_size is None else image_size
-    if isinstance(size, bool) or not isinstance(size, int) or not 1 <= size <= 4096:
-        raise CnnlensError(f"--image-size must be an integer in 1..4096, got {size!r}")
+    size = canonical_size(224 if image_size is None else image_size)
+    check_resize(resize)
+    if augment and AUGMENTATIONS[augmentation].quarter_turns and isinstance(size, tuple):
+        raise CnnlensError(f"--augmentation {augmentation} turns images by 90 degrees: it "
+                           f"needs square images, not --image-size {size[0]},{size[1]}")
     if data_dir is not None and not spec.needs:
         raise CnnlensError(f"task {task} generates its data; --data-dir/--data is not used")
     path = str(Path(data_dir).expanduser().resolve()) if data_dir else None
     return DataConfig(task=task, data_dir=path, image_size=size, val_fraction=val_fraction,
                       seed=seed, augment=augment, augmentation=augmentation, skip_bad=skip_bad,
-                      cache_dir=cache_dir)
+                      cache_dir=cache_dir, resize=resize)
+
+
+def data_dict(data: DataConfig) -> dict[str, Any]:
+    """A :class:`DataConfig` as a run's config stores it: without the task, and without the
+    default resize, so square stretched runs keep the configs they always had."""
+    out = {k: v for k, v in asdict(data).items() if k != "task"}
+    if out.get("resize") == "stretch":
+        del out["resize"]
+    if isinstance(out.get("image_size"), tuple):
+        out["image_size"] = list(out["image_size"])
+    return out
 
 
 def make_config(
@@ -55,9 +72,10 @@ def make_config(
     seed: int = 0,
     device: str = "auto",
     data_dir: str | None = None,
-    image_size: int | None = None,
+    image_size: int | Sequence[int] | None = None,
     cache_dir: str | None = None,
     skip_bad: bool = False,
+    resize: str = "stretch",
     **recipe_overrides: Any,
 ) -> dict[str, Any]:
     """Build and validate a training run's config from user options.
@@ -72,11 +90,10 @@ def make_config(
     data = data_config(task=task, data_dir=data_dir,
                        image_size=image_size if image_size is not None else rec.image_size,
                        val_fraction=rec.val_fraction, seed=seed, augment=rec.augment,
-                       augmentation=rec.augmentation, skip_bad=skip_bad, cache_dir=cache_dir)
+                       augmentation=rec.augmentation, skip_bad=skip_bad, cache_dir=cache_dir,
+                       resize=resize)
     shape = describe_task(data)
     kwargs = model_kwargs_for(model_name, shape.input_shape, len(shape.class_names))
-    data_dict = asdict(data)
-    data_dict.pop("task")
     cfg: dict[str, Any] = {
         "task": task,
         "model": model_name,
@@ -84,7 +101,7 @@ def make_config(
         "epochs": epochs_for(rec, task),
         "seed": seed,
         "device": device,
-        "data": data_dict,
+        "data": data_dict(data),
     }
     if kwargs:
         cfg["model_kwargs"] = kwargs

@@ -14,6 +14,7 @@ from torch import nn
 from cnnlens.data import DataConfig, describe_task, get_task
 from cnnlens.errors import CnnlensError
 from cnnlens.models.keras_h5 import load_keras_h5
+from cnnlens.pipeline.config import data_dict
 from cnnlens.rundir.checkpoint import save_checkpoint
 from cnnlens.rundir.folder import RunDir
 
@@ -28,8 +29,7 @@ def keras_run_config(path: str | Path, *, task: str, data: DataConfig) -> tuple[
     source = {"keras_file": str(src.resolve()), "sha256": sha256_file(src), **info}
     # the classes the model was trained on: the task's own, never a folder's guess
     shape = describe_task(DataConfig(task=task, image_size=data.image_size))
-    data_dict = {k: v for k, v in vars(data).items() if k != "task"}
-    cfg = {"task": task, "model": spec.model, "data": data_dict, "source": source,
+    cfg = {"task": task, "model": spec.model, "data": data_dict(data), "source": source,
            "recipe": None}
     meta = {"model": spec.model, "class_names": list(shape.class_names), "epoch": None,
             "imported_from": source}

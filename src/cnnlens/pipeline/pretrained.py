@@ -35,7 +35,8 @@ def pretrained_meta(task: str) -> dict[str, Any]:
 
 
 def pretrained_run_config(task: str, *, data_dir: str | None = None,
-                          image_size: int | None = None, **data_options: Any) -> tuple[
+                          image_size: int | tuple[int, int] | None = None,
+                          **data_options: Any) -> tuple[
     dict[str, Any], nn.Module, dict[str, Any]
 ]:
     """The run config, model and checkpoint sidecar of ``task``'s shipped weights.
@@ -43,7 +44,7 @@ def pretrained_run_config(task: str, *, data_dir: str | None = None,
     Images are read at the size the weights were trained at unless ``image_size`` says
     otherwise; ``data_options`` (cache_dir, skip_bad, seed) go to the data config.
     """
-    from cnnlens.pipeline.config import data_config
+    from cnnlens.pipeline.config import data_config, data_dict
 
     pretrained_meta(task)  # an unknown task fails here, listing the shipped ones
     model, meta = load_checkpoint(WEIGHTS_DIR, task)
@@ -51,10 +52,9 @@ def pretrained_run_config(task: str, *, data_dir: str | None = None,
     size = image_size if image_size is not None else trained_size
     data = data_config(task=task, data_dir=data_dir, image_size=size, augment=False,
                        **data_options)
-    data_dict = {k: v for k, v in vars(data).items() if k != "task"}
     source = {"pretrained": f"cnnlens/models/weights/{task}.safetensors",
               "test_accuracy": meta.get("test_accuracy"), "trained_with": meta.get("command")}
-    cfg: dict[str, Any] = {"task": task, "model": meta["model"], "data": data_dict,
+    cfg: dict[str, Any] = {"task": task, "model": meta["model"], "data": data_dict(data),
                            "source": source, "recipe": None}
     if meta.get("model_kwargs"):
         cfg["model_kwargs"] = meta["model_kwargs"]

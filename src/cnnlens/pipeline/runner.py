@@ -66,7 +66,8 @@ class RunOptions:
     recipe: str = "study"
     seed: int = 0
     device: str = "auto"
-    image_size: int | None = None
+    image_size: int | tuple[int, int] | None = None  # H or (H, W)
+    resize: str = "stretch"  # or "shorter-side+center-crop"
     cache_dir: str | None = None
     skip_bad: bool = False
     from_keras: str | None = None
@@ -172,7 +173,8 @@ def run_config(options: RunOptions) -> tuple[dict[str, Any], Any]:
 
         data = data_config(task=options.task, data_dir=options.data_dir,
                            image_size=options.image_size, cache_dir=options.cache_dir,
-                           skip_bad=options.skip_bad, seed=options.seed, augment=False)
+                           skip_bad=options.skip_bad, seed=options.seed, augment=False,
+                           resize=options.resize)
         if options.model is not None:
             raise CnnlensError("--from-keras builds the task's own model; --model does not apply")
         cfg, model, meta = keras_run_config(options.from_keras, task=options.task, data=data)
@@ -184,7 +186,8 @@ def run_config(options: RunOptions) -> tuple[dict[str, Any], Any]:
         assert options.model is not None  # validate() says so to the user
         data = data_config(task=options.task, data_dir=options.data_dir,
                            image_size=options.image_size, cache_dir=options.cache_dir,
-                           skip_bad=options.skip_bad, seed=options.seed, augment=False)
+                           skip_bad=options.skip_bad, seed=options.seed, augment=False,
+                           resize=options.resize)
         cfg, model, meta = trained_run_config(options.model, options.weights, data=data,
                                               trust_pickle=options.trust_pickle,
                                               normalize=options.normalize,
@@ -199,13 +202,15 @@ def run_config(options: RunOptions) -> tuple[dict[str, Any], Any]:
                                   "from_keras": options.from_keras})
         cfg, model, meta = pretrained_run_config(
             options.task, data_dir=options.data_dir, image_size=options.image_size,
-            cache_dir=options.cache_dir, skip_bad=options.skip_bad, seed=options.seed)
+            cache_dir=options.cache_dir, skip_bad=options.skip_bad, seed=options.seed,
+            resize=options.resize)
         cfg["device"] = options.device
         return cfg, (model, meta)
     cfg = make_config(task=options.task, model=options.model, recipe=options.recipe,
                       seed=options.seed, device=options.device, data_dir=options.data_dir,
                       image_size=options.image_size, cache_dir=options.cache_dir,
-                      skip_bad=options.skip_bad, **options.training_overrides())
+                      skip_bad=options.skip_bad, resize=options.resize,
+                      **options.training_overrides())
     return cfg, None
 
 

@@ -25,6 +25,7 @@ from cnnlens.models.heads import logits_model, remove_head
 from cnnlens.models.load import LoadedModel, load
 from cnnlens.models.outputs import apply_outputs, parse_output, select
 from cnnlens.models.user import normalize_reference
+from cnnlens.pipeline.config import data_dict
 from cnnlens.rundir import RunDir, save_checkpoint
 
 
@@ -82,8 +83,7 @@ def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
                   "standardized per sample and channel" if standardize else "as loaded"),
               "notes": [n for n in loaded.notes if head is None or "kept" not in n]}
     source = {key: v for key, v in source.items() if v not in (None, [])}
-    data_dict = {key: v for key, v in vars(data).items() if key != "task"}
-    cfg: dict[str, Any] = {"task": data.task, "model": name, "data": data_dict,
+    cfg: dict[str, Any] = {"task": data.task, "model": name, "data": data_dict(data),
                            "source": source, "recipe": None}
     if kwargs:
         cfg["model_kwargs"] = kwargs
@@ -152,7 +152,8 @@ def check_fits(loaded: LoadedModel, shape: TaskShape, data: DataConfig,
 
 
 def trained_run(out: str | Path, model: str, weights: str | None = None, *, task: str,
-                data_dir: str | None = None, image_size: int | None = None,
+                data_dir: str | None = None, image_size: int | tuple[int, int] | None = None,
+                resize: str = "stretch",
                 trust_pickle: bool = False, normalize: str | None = None,
                 output: str | int | None = None, standardize: bool = False,
                 device: str = "auto", overwrite: bool = False) -> RunDir:
@@ -161,7 +162,8 @@ def trained_run(out: str | Path, model: str, weights: str | None = None, *, task
     from cnnlens.pipeline.config import data_config
     from cnnlens.pipeline.create import prepare_run_dir
 
-    data = data_config(task=task, data_dir=data_dir, image_size=image_size, augment=False)
+    data = data_config(task=task, data_dir=data_dir, image_size=image_size, augment=False,
+                       resize=resize)
     cfg, module, meta = trained_run_config(model, weights, data=data, trust_pickle=trust_pickle,
                                            normalize=normalize, output=output,
                                            standardize=standardize)
