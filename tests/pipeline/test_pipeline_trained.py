@@ -359,3 +359,30 @@ def test_a_non_square_input_size_runs_every_stage(saved: dict[str, dict[str, Any
                 resize="shorter-side+center-crop", device="cpu", out=tmp_path / "r",
                 **saved["state dict"], **FAST)  # type: ignore[arg-type]
     assert again.stages["explain"]["status"] == "skipped"  # the same run, found again
+
+
+def test_a_grayscale_model_gets_the_luminance_of_rgb_images(folders: Path,
+                                                            tmp_path: Path) -> None:
+    import numpy as np
+
+    from cnnlens.data import DataConfig, load_task
+
+    torch.manual_seed(0)
+    gray = torch.nn.Sequential(torch.nn.Conv2d(1, 6, 3, padding=1), torch.nn.ReLU(),
+                               torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                               torch.nn.Linear(6, 3)).eval()
+    require("onnx")
+    torch.onnx.export(gray, (torch.rand(1, 1, SIZE, SIZE),), str(tmp_path / "gray.onnx"),
+                      dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    result = run(task="images", data_dir=str(folders), image_size=SIZE, device="cpu",
+                 out=tmp_path / "r", model=str(tmp_path / "gray.onnx"), **FAST)  # type: ignore[arg-type]
+    assert result.config["source"]["input"].startswith("RGB as one luminance channel")
+    test = load_task(DataConfig("images", data_dir=str(folders), image_size=SIZE,
+                                augment=False)).test
+    x = torch.stack([test[i][0] for i in range(len(test))])
+    luma = (x * torch.tensor([0.299, 0.587, 0.114]).reshape(1, 3, 1, 1)).sum(1, keepdim=True)
+    with np.load(result.path / "eval" / "predictions.npz") as f, torch.no_grad():
+        assert np.allclose(f["probs"], torch.softmax(gray(luma), 1).numpy(), atol=1e-5)
+    with pytest.raises(CnnlensError, match="--grayscale turns RGB images into one channel"):
+        run(task="signals", data_dir=str(make_signals(tmp_path / "s.npz")),
+            out=tmp_path / "s", model=str(tmp_path / "gray.onnx"), grayscale=True)

@@ -214,6 +214,9 @@ def add_trained_options(p: argparse.ArgumentParser, *, run_dir: bool = True) -> 
     p.add_argument("--output", default=None, metavar="INDEX|KEY",
                    help="a trained model whose forward returns a tuple, list or dict: the "
                    "element holding the class scores")
+    p.add_argument("--grayscale", action="store_true",
+                   help="a trained image model that takes one channel: RGB as luminance "
+                   "(automatic when the model file declares one input channel)")
     p.add_argument("--standardize", action="store_true",
                    help="a trained signal model's preprocessing: each channel of each sample "
                    "to mean 0, std 1 (figures keep the data's units)")
@@ -250,6 +253,7 @@ def prepare_trained(args: argparse.Namespace) -> None:
                       data_dir=args.data_dir, image_size=args.image_size, resize=args.resize,
                       trust_pickle=args.trust_pickle, normalize=args.normalize,
                       output=args.output, standardize=args.standardize,
+                      grayscale=args.grayscale,
                       device=getattr(args, "device", "auto"))
     info(f"run folder {run.path}: {args.model} (trained elsewhere; not trained here)")
 
@@ -273,6 +277,7 @@ def run_options_from_args(args: argparse.Namespace, **stage_options: Any) -> Any
         "normalize": getattr(args, "normalize", None),
         "output": getattr(args, "output", None),
         "standardize": bool(getattr(args, "standardize", False)),
+        "grayscale": bool(getattr(args, "grayscale", False)),
         "tb_cams_every": getattr(args, "tb_cams_every", None),
     }
     from cnnlens.pipeline.runner import TRAINING_FIELDS

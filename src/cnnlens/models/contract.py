@@ -135,11 +135,26 @@ def apply_standardization(model: Any) -> Any:
     return model
 
 
+def apply_grayscale(model: Any) -> Any:
+    """Give ``model`` RGB input as one luminance channel (ITU-R 601: 0.299 R + 0.587 G +
+    0.114 B), as a forward pre-hook: cnnlens reads every image as RGB (grayscale files are
+    replicated), while a model trained on grayscale images takes one channel."""
+    def luminance(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        x, *rest = args
+        if x.shape[1] != 3:
+            return (x, *rest)
+        w = x.new_tensor([0.299, 0.587, 0.114]).reshape(1, 3, *([1] * (x.dim() - 2)))
+        return ((x * w).sum(dim=1, keepdim=True), *rest)
+
+    model.register_forward_pre_hook(luminance)
+    return model
+
+
 def apply_contract(model: Any, contract: dict[str, Any], where: str) -> Any:
     """The model as a run recorded it (checkpoint sidecar keys): the scores picked from its
     output (``output``), its final activation removed (``head_removed``), one binary logit
-    made two (``binary``), its input standardized per sample (``standardize``) or normalized
-    (``normalize``). Applied in that order at
+    made two (``binary``), its input standardized per sample (``standardize``), made one
+    luminance channel (``grayscale``), normalized (``normalize``). Applied in that order at
     import and whenever the run's model is loaded, so every stage sees the same model."""
     from cnnlens.models.heads import HEADS, remove_head
     from cnnlens.models.outputs import apply_outputs
@@ -163,6 +178,8 @@ def apply_contract(model: Any, contract: dict[str, Any], where: str) -> Any:
         apply_outputs(model, None, True, where)
     if contract.get("standardize"):
         apply_standardization(model)
+    if contract.get("grayscale"):
+        apply_grayscale(model)
     try:
         return apply_normalization(model, normalization_from(contract.get("normalize")))
     except CnnlensError as exc:
@@ -170,5 +187,6 @@ def apply_contract(model: Any, contract: dict[str, Any], where: str) -> Any:
 
 
 __all__ = ["NORMALIZATIONS", "NORMALIZE_HELP", "Normalization", "apply_contract",
-           "apply_normalization", "apply_standardization", "normalization_from",
+           "apply_grayscale", "apply_normalization", "apply_standardization",
+           "normalization_from",
            "parse_normalize"]

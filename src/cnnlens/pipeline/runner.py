@@ -76,6 +76,7 @@ class RunOptions:
     normalize: str | None = None  # a trained model's input normalization (--normalize)
     output: str | int | None = None  # which element of a tuple/dict output holds the scores
     standardize: bool = False  # a trained signal model's per-sample standardization
+    grayscale: bool = False  # a trained image model that takes one luminance channel
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -119,7 +120,7 @@ class RunOptions:
             if self.model is None:
                 raise CnnlensError("--weights needs --model: the builder (module:function or "
                                    "file.py:function) or registry name the weights belong to")
-        for name in ("normalize", "output", "standardize"):
+        for name in ("normalize", "output", "standardize", "grayscale"):
             value = getattr(self, name)  # output 0 is a choice: compare by identity
             if value is not None and value is not False and not is_trained_source(
                     self.model, self.weights):
@@ -192,7 +193,8 @@ def run_config(options: RunOptions) -> tuple[dict[str, Any], Any]:
                                               trust_pickle=options.trust_pickle,
                                               normalize=options.normalize,
                                               output=options.output,
-                                              standardize=options.standardize)
+                                              standardize=options.standardize,
+                                              grayscale=options.grayscale)
         cfg["device"] = options.device
         return cfg, (model, meta)
     if options.pretrained:

@@ -20,7 +20,7 @@ from torch import nn
 from cnnlens.data import DataConfig, TaskShape, describe_task
 from cnnlens.errors import CnnlensError
 from cnnlens.models import is_model_file, is_user_model, model_kwargs_for
-from cnnlens.models.contract import apply_contract, parse_normalize
+from cnnlens.models.contract import apply_contract, apply_grayscale, parse_normalize
 from cnnlens.models.heads import logits_model, remove_head
 from cnnlens.models.load import LoadedModel, load
 from cnnlens.models.outputs import apply_outputs, parse_output, select
@@ -37,11 +37,14 @@ def is_trained_source(model: str | None, weights: str | None) -> bool:
 def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
                        trust_pickle: bool = False, normalize: str | None = None,
                        output: str | int | None = None, standardize: bool = False,
+                       grayscale: bool = False,
                        ) -> tuple[dict[str, Any], nn.Module, dict[str, Any]]:
     """The run config, the loaded model and its checkpoint sidecar for a trained model.
 
     ``normalize`` (``--normalize``) is the model's own input normalization, ``standardize``
-    (``--standardize``) its per-sample standardization of signals, and ``output``
+    (``--standardize``) its per-sample standardization of signals, ``grayscale``
+    (``--grayscale``, automatic when the model declares one input channel and the images
+    have three) its luminance input, and ``output``
     (``--output``) picks the class scores from a forward that returns a tuple or dict; with
     what was found on loading (a final softmax to remove, one binary logit) they form the
     model's contract, stored with the checkpoint and applied whenever the run's model is
@@ -49,11 +52,11 @@ def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
     """
     shape = describe_task(data)
     where = data.data_dir or data.task
-    norm = parse_normalize(normalize)
-    if norm is not None:
-        norm.check_channels(shape.input_shape[0], f"the data ({where})")
-    if standardize and norm is not None:
+    if standardize and normalize is not None:
         raise CnnlensError("--standardize and --normalize both preprocess the input; give one")
+    if grayscale and (shape.kind != "image" or shape.input_shape[0] != 3):
+        raise CnnlensError(f"--grayscale turns RGB images into one channel; the data ({where}) "
+                           f"is {shape.kind} of shape {tuple(shape.input_shape)}")
     k = len(shape.class_names)
     if weights is not None:
         ref = normalize_reference(model) if is_user_model(model) else model
@@ -65,22 +68,34 @@ def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
         name = str(Path(model).expanduser().resolve())
         loaded = load(name, trust_pickle=trust_pickle)
         kwargs = {"trust_pickle": True} if loaded.kind == "pickle" else {}
+    declared = loaded.input_shape
+    grayscale = grayscale or bool(shape.kind == "image" and shape.input_shape[0] == 3
+                                  and declared and declared[0] == 1)
+    if grayscale:
+        apply_grayscale(loaded.module)
+    norm = parse_normalize(normalize)
+    if norm is not None:
+        norm.check_channels(1 if grayscale else shape.input_shape[0], f"the data ({where})")
     which = parse_output(output)
-    binary = check_fits(loaded, shape, data, which)
+    binary = check_fits(loaded, shape, data, which, channels=1 if grayscale else None)
     head, outputs = _head(loaded, tuple(shape.input_shape), which, binary)
     contract: dict[str, Any] = {"output": which, "binary": binary or None,
                                 "standardize": standardize or None,
+                                "grayscale": grayscale or None,
                                 "normalize": norm.to_dict() if norm else None}
     if head is not None:
         contract["head_removed"] = {"head": head, "input_shape": list(shape.input_shape)}
     contract = {key: v for key, v in contract.items() if v is not None}
-    module = apply_contract(loaded.module, contract, f"--model {loaded.source}")
+    # the module already has the grayscale hook the contract would add: apply the rest
+    module = apply_contract(loaded.module, {k: v for k, v in contract.items()
+                                            if k != "grayscale"}, f"--model {loaded.source}")
     source = {"model": loaded.source, "kind": loaded.kind, "weights": loaded.weights,
               "sha256": loaded.sha256, "converter": loaded.converter, "outputs": outputs,
               "scores": f"element {which!r} of the model's output" if which is not None
               else None,
-              "input": norm.describe() if norm else (
-                  "standardized per sample and channel" if standardize else "as loaded"),
+              "input": ("RGB as one luminance channel; " if grayscale else "") + (
+                  norm.describe() if norm else "standardized per sample and channel"
+                  if standardize else "as loaded"),
               "notes": [n for n in loaded.notes if head is None or "kept" not in n]}
     source = {key: v for key, v in source.items() if v not in (None, [])}
     cfg: dict[str, Any] = {"task": data.task, "model": name, "data": data_dict(data),
@@ -112,17 +127,19 @@ def _head(loaded: LoadedModel, shape: tuple[int, ...], which: str | int | None,
 
 
 def check_fits(loaded: LoadedModel, shape: TaskShape, data: DataConfig,
-               which: str | int | None = None) -> bool:
+               which: str | int | None = None, channels: int | None = None) -> bool:
     """One line naming both sides when the model cannot classify this data: a forward pass
     on a blank input of the data's shape must give one score per class of the data (or one
     logit per sample for two classes: returns True for such a binary model)."""
     k = len(shape.class_names)
     where = data.data_dir or data.task
     declared = loaded.input_shape
-    if declared and all(d > 0 for d in declared) and tuple(declared) != tuple(shape.input_shape):
+    expected = ((channels, *shape.input_shape[1:]) if channels is not None
+                else tuple(shape.input_shape))
+    if declared and all(d > 0 for d in declared) and tuple(declared) != expected:
         raise CnnlensError(
             f"--model {loaded.source} takes inputs of shape {tuple(declared)} "
-            f"(C, *spatial); the data ({where}) has {tuple(shape.input_shape)}"
+            f"(C, *spatial); the data ({where}) gives {expected}"
             + (" (set --image-size)" if len(shape.input_shape) == 3 else ""))
     try:
         with torch.no_grad():
@@ -156,7 +173,8 @@ def trained_run(out: str | Path, model: str, weights: str | None = None, *, task
                 resize: str = "stretch",
                 trust_pickle: bool = False, normalize: str | None = None,
                 output: str | int | None = None, standardize: bool = False,
-                device: str = "auto", overwrite: bool = False) -> RunDir:
+                grayscale: bool = False, device: str = "auto",
+                overwrite: bool = False) -> RunDir:
     """A run folder at ``out`` holding a model trained elsewhere (reused when it already holds
     the same one): what ``cnnlens evaluate|faithfulness RUN_DIR --model ...`` start from."""
     from cnnlens.pipeline.config import data_config
@@ -166,7 +184,7 @@ def trained_run(out: str | Path, model: str, weights: str | None = None, *, task
                        resize=resize)
     cfg, module, meta = trained_run_config(model, weights, data=data, trust_pickle=trust_pickle,
                                            normalize=normalize, output=output,
-                                           standardize=standardize)
+                                           standardize=standardize, grayscale=grayscale)
     cfg["device"] = device
     run = prepare_run_dir(out, cfg, overwrite=overwrite)
     with run.lock():
