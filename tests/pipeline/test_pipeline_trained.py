@@ -386,3 +386,36 @@ def test_a_grayscale_model_gets_the_luminance_of_rgb_images(folders: Path,
     with pytest.raises(CnnlensError, match="--grayscale turns RGB images into one channel"):
         run(task="signals", data_dir=str(make_signals(tmp_path / "s.npz")),
             out=tmp_path / "s", model=str(tmp_path / "gray.onnx"), grayscale=True)
+
+
+def test_class_names_let_the_data_be_a_subset_of_the_models_classes(tmp_path: Path) -> None:
+    """A 5-class model explained on folders of 3 of its classes, matched by name."""
+    import numpy as np
+
+    names = ["ant", "bee", "cat", "dog", "eel"]
+    (tmp_path / "names.txt").write_text("\n".join(names) + "\n")
+    pics = make_image_folders(tmp_path / "pics", classes=("bee", "dog", "eel"), size=SIZE)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 6, 3, padding=1), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(6, 5)).eval()
+    torch.export.save(torch.export.export(net, (torch.rand(2, 3, SIZE, SIZE),),
+                                          dynamic_shapes=({0: torch.export.Dim("n")},)),
+                      tmp_path / "five.pt2")
+    common = {"task": "images", "data_dir": str(pics), "image_size": SIZE, "device": "cpu",
+              "model": str(tmp_path / "five.pt2")}
+    with pytest.raises(CnnlensError, match=r"outputs 5 class score\(s\) per sample; the data "
+                       r".* has 3 classes"):
+        run(out=tmp_path / "no-names", **common)  # type: ignore[arg-type]
+    result = run(out=tmp_path / "r", class_names=str(tmp_path / "names.txt"), **common,
+                 **FAST)  # type: ignore[arg-type]
+    with np.load(result.path / "eval" / "predictions.npz") as f:
+        assert sorted(set(f["labels"].tolist())) == [1, 3, 4]  # bee, dog, eel by name
+        assert f["probs"].shape[1] == 5
+    assert result.evaluation is not None and result.evaluation["n"] == 12
+    assert (result.path / "report.html").is_file()
+    (tmp_path / "pics" / "test" / "fox").mkdir()
+    with pytest.raises(CnnlensError, match=r"fox: unexpected class folder; expected classes: "
+                       r"ant, bee, cat, dog, eel \(the model's --class-names\)"):
+        run(out=tmp_path / "fox", class_names=str(tmp_path / "names.txt"),
+            **common)  # type: ignore[arg-type]

@@ -214,6 +214,9 @@ def add_trained_options(p: argparse.ArgumentParser, *, run_dir: bool = True) -> 
     p.add_argument("--output", default=None, metavar="INDEX|KEY",
                    help="a trained model whose forward returns a tuple, list or dict: the "
                    "element holding the class scores")
+    p.add_argument("--class-names", default=None, metavar="FILE",
+                   help="the model's output classes in index order (text, one per line, or a "
+                   "JSON list); image class folders may then be a subset, matched by name")
     p.add_argument("--grayscale", action="store_true",
                    help="a trained image model that takes one channel: RGB as luminance "
                    "(automatic when the model file declares one input channel)")
@@ -253,7 +256,7 @@ def prepare_trained(args: argparse.Namespace) -> None:
                       data_dir=args.data_dir, image_size=args.image_size, resize=args.resize,
                       trust_pickle=args.trust_pickle, normalize=args.normalize,
                       output=args.output, standardize=args.standardize,
-                      grayscale=args.grayscale,
+                      grayscale=args.grayscale, class_names=args.class_names,
                       device=getattr(args, "device", "auto"))
     info(f"run folder {run.path}: {args.model} (trained elsewhere; not trained here)")
 
@@ -278,6 +281,7 @@ def run_options_from_args(args: argparse.Namespace, **stage_options: Any) -> Any
         "output": getattr(args, "output", None),
         "standardize": bool(getattr(args, "standardize", False)),
         "grayscale": bool(getattr(args, "grayscale", False)),
+        "class_names": getattr(args, "class_names", None),
         "tb_cams_every": getattr(args, "tb_cams_every", None),
     }
     from cnnlens.pipeline.runner import TRAINING_FIELDS

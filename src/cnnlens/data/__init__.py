@@ -35,6 +35,9 @@ class DataConfig:
     data_dir: str | None = None
     image_size: int | tuple[int, int] = 224  # H, or (H, W) (JSON: a list)
     resize: str = "stretch"  # or "shorter-side+center-crop" (cnnlens.data.resize)
+    #: a trained model's output classes (``--class-names``): image class folders may be a
+    #: subset, labelled by their position here
+    class_names: tuple[str, ...] | None = None
     val_fraction: float = 0.0
     seed: int = 0
     augment: bool = True

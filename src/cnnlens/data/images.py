@@ -82,12 +82,15 @@ class FolderScan:
         return {c: int((self.labels == i).sum()) for i, c in enumerate(self.class_names)}
 
 
-def scan_split(root: str | Path, class_names: Sequence[str] | None = None) -> FolderScan:
+def scan_split(root: str | Path, class_names: Sequence[str] | None = None, *,
+               subset: bool = False) -> FolderScan:
     """List ``<root>/<class>/<image files>`` in sorted order.
 
     Hidden entries (``.name``), loose files beside the class folders, sub-folders inside a
     class and files whose suffix is not an image format are skipped and listed. With
-    ``class_names`` (e.g. the training split's), the folder must hold exactly those classes.
+    ``class_names`` (e.g. the training split's), the folder must hold exactly those classes;
+    with ``subset`` (a trained model's ``--class-names``) some of them, each labelled by its
+    position in ``class_names``.
     """
     root = Path(root)
     exts = image_extensions()
@@ -110,19 +113,25 @@ def scan_split(root: str | Path, class_names: Sequence[str] | None = None) -> Fo
         names = list(class_names)
         missing = [c for c in names if c not in found]
         extra = [c for c in found if c not in names]
-        if missing:
+        if missing and not subset:
             raise CnnlensError(
                 f"{root / missing[0]}: class folder missing; expected classes: {', '.join(names)}"
             )
         if extra:
+            shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
             raise CnnlensError(
-                f"{root / extra[0]}: unexpected class folder; expected classes: "
-                f"{', '.join(names)}"
+                f"{root / extra[0]}: unexpected class folder; expected classes: {shown}"
+                + (" (the model's --class-names)" if subset else "")
             )
+        if subset and len(missing) == len(names):
+            raise CnnlensError(f"{root}: no class folder is one of the model's --class-names "
+                               f"({shown if extra else ', '.join(names[:20])})")
     files: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(names):
         folder = root / name
+        if subset and not folder.is_dir():  # a class of the model that this data lacks
+            continue
         n_before = len(files)
         for entry in sorted(folder.iterdir()):
             rel = f"{name}/{entry.name}"
@@ -351,6 +360,7 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
         size: ImageSize = 224,
         resize: str = "stretch",
         class_names: Sequence[str] | None = None,
+        subset: bool = False,
         skip_bad: bool = False,
         max_pixels: int = DEFAULT_MAX_PIXELS,
         augment: AugmentConfig | None = None,
@@ -360,7 +370,7 @@ class ImageFolderDataset(Dataset[tuple[torch.Tensor, int]]):
         num_threads: int | None = None,
     ) -> None:
         image_hw(size, "image_size")
-        self.scan = scan_split(root, class_names)
+        self.scan = scan_split(root, class_names, subset=subset)
         self.root = self.scan.root
         self.class_names = list(self.scan.class_names)
         self.size = size
@@ -481,7 +491,7 @@ def describe_image_folders(
 ) -> TaskShape:
     """Class names (the train folder's class folders) and input shape, decoding nothing."""
     root = _check_layout(cfg, train_folder, test_folder, "")
-    names = scan_class_names(root / train_folder)
+    names = list(cfg.class_names) if cfg.class_names else scan_class_names(root / train_folder)
     return TaskShape(names, (3, *image_hw(cfg.image_size)), "image")
 
 
@@ -528,15 +538,17 @@ def load_image_folder_task(
     """
     root = _check_layout(cfg, train_folder, test_folder, hint)
     size = canonical_size(cfg.image_size)
+    named = list(cfg.class_names) if cfg.class_names else None  # the model's, for a subset
     train_all = ImageFolderDataset(
         root / train_folder, size=size, resize=cfg.resize, skip_bad=cfg.skip_bad,
-        cache_dir=cfg.cache_dir
+        cache_dir=cfg.cache_dir, class_names=named, subset=named is not None
     )
     test = ImageFolderDataset(
         root / test_folder,
         size=size,
         resize=cfg.resize,
         class_names=train_all.class_names,
+        subset=named is not None,
         skip_bad=cfg.skip_bad,
         cache_dir=cfg.cache_dir,
     )
@@ -548,6 +560,7 @@ def load_image_folder_task(
             size=size,
             resize=cfg.resize,
             class_names=train_all.class_names,
+            subset=named is not None,
             skip_bad=cfg.skip_bad,
             cache_dir=cfg.cache_dir,
         )

@@ -37,6 +37,7 @@ def data_config(
     skip_bad: bool = False,
     cache_dir: str | None = None,
     resize: str = "stretch",
+    class_names: Sequence[str] | None = None,
 ) -> DataConfig:
     """A validated :class:`DataConfig` with an absolute data path."""
     spec = get_task(task)
@@ -48,9 +49,13 @@ def data_config(
     if data_dir is not None and not spec.needs:
         raise CnnlensError(f"task {task} generates its data; --data-dir/--data is not used")
     path = str(Path(data_dir).expanduser().resolve()) if data_dir else None
+    if class_names is not None and (spec.kind != "image" or task == "hmt"):
+        raise CnnlensError("--class-names names a trained model's classes for image folders "
+                           f"(--task images); task {task} names its own")
     return DataConfig(task=task, data_dir=path, image_size=size, val_fraction=val_fraction,
                       seed=seed, augment=augment, augmentation=augmentation, skip_bad=skip_bad,
-                      cache_dir=cache_dir, resize=resize)
+                      cache_dir=cache_dir, resize=resize,
+                      class_names=tuple(class_names) if class_names is not None else None)
 
 
 def data_dict(data: DataConfig) -> dict[str, Any]:
@@ -59,6 +64,10 @@ def data_dict(data: DataConfig) -> dict[str, Any]:
     out = {k: v for k, v in asdict(data).items() if k != "task"}
     if out.get("resize") == "stretch":
         del out["resize"]
+    if out.get("class_names") is None:
+        out.pop("class_names", None)
+    else:
+        out["class_names"] = list(out["class_names"])
     if isinstance(out.get("image_size"), tuple):
         out["image_size"] = list(out["image_size"])
     return out

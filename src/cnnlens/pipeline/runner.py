@@ -77,6 +77,7 @@ class RunOptions:
     output: str | int | None = None  # which element of a tuple/dict output holds the scores
     standardize: bool = False  # a trained signal model's per-sample standardization
     grayscale: bool = False  # a trained image model that takes one luminance channel
+    class_names: str | None = None  # a file naming a trained model's outputs, in order
     epochs: int | None = None
     batch_size: int | None = None
     lr: float | None = None
@@ -120,7 +121,7 @@ class RunOptions:
             if self.model is None:
                 raise CnnlensError("--weights needs --model: the builder (module:function or "
                                    "file.py:function) or registry name the weights belong to")
-        for name in ("normalize", "output", "standardize", "grayscale"):
+        for name in ("normalize", "output", "standardize", "grayscale", "class_names"):
             value = getattr(self, name)  # output 0 is a choice: compare by identity
             if value is not None and value is not False and not is_trained_source(
                     self.model, self.weights):
@@ -182,13 +183,15 @@ def run_config(options: RunOptions) -> tuple[dict[str, Any], Any]:
         cfg["device"] = options.device
         return cfg, (model, meta)
     if is_trained_source(options.model, options.weights):
+        from cnnlens.data.loose import read_class_names
         from cnnlens.pipeline.config import data_config
 
         assert options.model is not None  # validate() says so to the user
+        names = read_class_names(options.class_names) if options.class_names else None
         data = data_config(task=options.task, data_dir=options.data_dir,
                            image_size=options.image_size, cache_dir=options.cache_dir,
                            skip_bad=options.skip_bad, seed=options.seed, augment=False,
-                           resize=options.resize)
+                           resize=options.resize, class_names=names)
         cfg, model, meta = trained_run_config(options.model, options.weights, data=data,
                                               trust_pickle=options.trust_pickle,
                                               normalize=options.normalize,

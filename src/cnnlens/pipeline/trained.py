@@ -173,15 +173,17 @@ def trained_run(out: str | Path, model: str, weights: str | None = None, *, task
                 resize: str = "stretch",
                 trust_pickle: bool = False, normalize: str | None = None,
                 output: str | int | None = None, standardize: bool = False,
-                grayscale: bool = False, device: str = "auto",
-                overwrite: bool = False) -> RunDir:
+                grayscale: bool = False, class_names: str | None = None,
+                device: str = "auto", overwrite: bool = False) -> RunDir:
     """A run folder at ``out`` holding a model trained elsewhere (reused when it already holds
     the same one): what ``cnnlens evaluate|faithfulness RUN_DIR --model ...`` start from."""
+    from cnnlens.data.loose import read_class_names
     from cnnlens.pipeline.config import data_config
     from cnnlens.pipeline.create import prepare_run_dir
 
+    names = read_class_names(class_names) if class_names else None
     data = data_config(task=task, data_dir=data_dir, image_size=image_size, augment=False,
-                       resize=resize)
+                       resize=resize, class_names=names)
     cfg, module, meta = trained_run_config(model, weights, data=data, trust_pickle=trust_pickle,
                                            normalize=normalize, output=output,
                                            standardize=standardize, grayscale=grayscale)
