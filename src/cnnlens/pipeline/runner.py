@@ -22,22 +22,18 @@ from typing import Any
 from cnnlens.data import DataConfig, TaskData, load_task
 from cnnlens.distributed import Ranks, setup
 from cnnlens.errors import CnnlensError, check_interrupted
-from cnnlens.evaluate import stage as evaluate_stage
 from cnnlens.evaluate.stage import EvaluateOptions
-from cnnlens.explain import stage as explain_stage
 from cnnlens.explain.stage import ExplainOptions
-from cnnlens.faithfulness import stage as faithfulness_stage
 from cnnlens.faithfulness.stage import FaithfulnessOptions
 from cnnlens.pipeline.config import make_config
 from cnnlens.pipeline.create import locked_run_dir
 from cnnlens.pipeline.keras_run import keras_run_config, write_imported
-from cnnlens.pipeline.stages import STAGE_NAMES, STAGES
+from cnnlens.pipeline.stages import STAGE_NAMES, STAGES, StageCall
 from cnnlens.pipeline.trained import is_trained_source, trained_run_config
 from cnnlens.progress import Progress
-from cnnlens.report import stage as report_stage
 from cnnlens.report.stage import ReportOptions
 from cnnlens.rundir import RunDir
-from cnnlens.train.loop import EpochHook, train_run
+from cnnlens.train.loop import EpochHook
 
 #: Recipe options a user may override; None keeps the recipe's value.
 TRAINING_FIELDS = ("epochs", "batch_size", "lr", "momentum", "schedule", "early_stopping",
@@ -303,53 +299,44 @@ def run(
 
 def _run_stage(name: str, run_dir: RunDir, opts: RunOptions, data: TaskData, prog: Progress,
                result: RunResult, ranks: Ranks) -> None:
-    stage_opts: dict[str, Any] = {
-        "train": None, "evaluate": opts.evaluate, "explain": opts.explain,
-        "faithfulness": opts.faithfulness, "report": opts.report,
-    }
+    stage = STAGES[name]
+    options = getattr(opts, name, None)  # RunOptions has one options field per stage
     check_interrupted()  # a Ctrl-C whose KeyboardInterrupt was lost in a finalizer
     t0 = time.perf_counter()
     # A stage whose inputs were just rewritten runs again; otherwise its skip rule decides
     # (rank 0 decides for all: every process must run or skip the same stages).
-    upstream_ran = any(result.stages.get(s, {}).get("status") == "ran"
-                       for s in STAGES[name].reads)
-    if not upstream_ran and ranks.on_main(lambda: STAGES[name].is_done(run_dir,
-                                                                       stage_opts[name])):
+    upstream_ran = any(result.stages.get(s, {}).get("status") == "ran" for s in stage.reads)
+    if not upstream_ran and ranks.on_main(lambda: stage.is_done(run_dir, options)):
         detail = "already done"
         if name == "train" and (opts.from_keras or opts.pretrained
                                 or is_trained_source(opts.model, opts.weights)):
             detail = "shipped pretrained model" if opts.pretrained else "imported model"
         prog.stage(name, "skipped", detail)
         result.stages[name] = {"status": "skipped", "seconds": 0.0}
-        _read_existing(name, run_dir, result)
+        if stage.result is not None and stage.read is not None:
+            _keep(result, stage.result, stage.read(run_dir))
         return
     prog.stage(name, "start")
-    device = opts.device
+    hooks: tuple[EpochHook, ...] = ()
     if name == "train":
-        cfg = run_dir.read_config()
         note = _resume_note(run_dir) if ranks.is_main else None
         if note:
             prog.note(note)
-        train_run(run_dir, data=data, resume=True, callback=prog.training(),
-                  hooks=_cam_logger(opts, cfg, data))
-    elif name == "evaluate":
-        result.evaluation = evaluate_stage.run_stage(run_dir, opts.evaluate, device=device,
-                                                     data=data)
-        result.accuracy = float(result.evaluation["accuracy"])
-    elif name == "explain":
-        summary = explain_stage.run_stage(run_dir, opts.explain, device=_device(device),
-                                          data=data, progress=prog.update)
-        for note in summary.get("notes") or []:
-            prog.note(note)
-        result.explain = summary
-    elif name == "faithfulness":
-        result.faithfulness = faithfulness_stage.run_stage(
-            run_dir, opts.faithfulness, device=_device(device), data=data, progress=prog.update)
-    elif name == "report":
-        result.report = ranks.on_main(lambda: report_stage.run_stage(run_dir, opts.report))
+        hooks = tuple(_cam_logger(opts, run_dir.read_config(), data))
+    device = opts.device if name == "evaluate" else _device(opts.device)
+    out = stage.run(StageCall(run_dir, options, data, prog, ranks, device, hooks))
+    if stage.result is not None:
+        _keep(result, stage.result, out)
     seconds = time.perf_counter() - t0
     result.stages[name] = {"status": "ran", "seconds": seconds}
     prog.stage(name, "done", f"{seconds:.1f} s")
+
+
+def _keep(result: RunResult, field_name: str, value: Any) -> None:
+    """Store a stage's result (the evaluation also gives the run's accuracy)."""
+    setattr(result, field_name, value)
+    if field_name == "evaluation" and value is not None:
+        result.accuracy = float(value["accuracy"])
 
 
 def _resume_note(run_dir: RunDir) -> str | None:
@@ -375,20 +362,6 @@ def _device(name: str) -> Any:
     from cnnlens.device import resolve_device
 
     return resolve_device(name)
-
-
-def _read_existing(name: str, run_dir: RunDir, result: RunResult) -> None:
-    """Fill the result from a skipped stage's files."""
-    from cnnlens.fileio import read_json
-
-    if name == "evaluate":
-        result.evaluation = evaluate_stage.read_metrics(run_dir)
-        result.accuracy = float(result.evaluation["accuracy"])
-    elif name == "explain":
-        result.explain = explain_stage.read_summary(run_dir.path)
-    elif name == "faithfulness":
-        done = read_json(run_dir.faithfulness_dir / "results.json")
-        result.faithfulness = done if isinstance(done, dict) else None
 
 
 __all__ = ["Progress", "RunOptions", "RunResult", "options_from", "run", "run_config"]
