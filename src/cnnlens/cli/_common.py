@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 from tqdm import tqdm
 
+from cnnlens.constraints import NON_NEGATIVE_INT, POSITIVE_INT, Interval
 from cnnlens.data import TASKS
 from cnnlens.data.augmentations import AUGMENTATIONS
 from cnnlens.errors import CnnlensError
@@ -17,26 +18,25 @@ from cnnlens.progress import Progress, TrainCallback
 from cnnlens.train.recipes import OPTIMIZERS, PRECISIONS, SCHEDULES, recipe_names
 
 
-def positive_int(value: str) -> int:
-    """argparse type: an integer > 0, with a message naming the accepted range."""
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n <= 0:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {n}")
-    return n
+def _int_type(constraint: Interval) -> Callable[[str], int]:
+    """An argparse type for integers that ``constraint`` accepts: the library's own words."""
+    def parse(value: str) -> int:
+        try:
+            n = int(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f"{value!r} is invalid; accepted: {constraint.describe()}") from None
+        if not constraint.accepts(n):
+            raise argparse.ArgumentTypeError(
+                f"{n} is invalid; accepted: {constraint.describe()}")
+        return n
+
+    return parse
 
 
-def non_negative_int(value: str) -> int:
-    """argparse type: an integer >= 0."""
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {value!r}") from None
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {n}")
-    return n
+#: argparse types: an integer > 0, and an integer >= 0
+positive_int = _int_type(POSITIVE_INT)
+non_negative_int = _int_type(NON_NEGATIVE_INT)
 
 
 def split_list(values: Sequence[str] | None) -> list[str] | None:

@@ -9,10 +9,11 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from cnnlens.data import TaskData
+from cnnlens.constraints import POSITIVE_INT, check
+from cnnlens.data import SPLITS, TaskData
 from cnnlens.device import resolve_device
 from cnnlens.distributed import setup
-from cnnlens.errors import CnnlensError
+from cnnlens.errors import CnnlensError, unknown_choice
 from cnnlens.evaluate import plots, summary_plots
 from cnnlens.evaluate.limits import bounded_dpi, many_classes
 from cnnlens.evaluate.metrics import classification_metrics
@@ -35,10 +36,9 @@ class EvaluateOptions:
     batch_size: int = 256
 
     def validate(self) -> None:
-        if self.split not in ("train", "val", "test"):
-            raise CnnlensError(f"--split {self.split!r}: accepted: train, val, test")
-        if isinstance(self.batch_size, bool) or self.batch_size < 1:
-            raise CnnlensError(f"--batch-size must be a positive integer, got {self.batch_size}")
+        if self.split not in SPLITS:
+            raise unknown_choice("split (--split)", self.split, SPLITS)
+        check(self.batch_size, "--batch-size", POSITIVE_INT)
 
 
 def is_done(run: RunDir, options: EvaluateOptions | None = None) -> bool:

@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from cnnlens.constraints import NON_NEGATIVE_INT, POSITIVE_INT, check, check_all
 from cnnlens.data import SPLITS
 from cnnlens.errors import CnnlensError, unknown_choice
 
@@ -49,13 +50,10 @@ class ExplainOptions:
             raise unknown_choice("score (--score)", self.score, SCORES)
         if self.split not in SPLITS:
             raise unknown_choice("split (--split)", self.split, SPLITS)
-        for name in ("limit", "batch_size"):
-            v = getattr(self, name)
-            if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
-                raise CnnlensError(f"--{name.replace('_', '-')} must be a positive integer, "
-                                   f"got {v!r}")
-        if isinstance(self.per_class, bool) or self.per_class < 1:
-            raise CnnlensError(f"--per-class must be at least 1, got {self.per_class}")
+        check(self.limit, "--limit", POSITIVE_INT, optional=True)
+        check(self.batch_size, "--batch-size", POSITIVE_INT, optional=True)
+        check_all([(self.per_class, "--per-class", POSITIVE_INT),
+                   (self.max_failures, "--max-failures", NON_NEGATIVE_INT)])
         if isinstance(self.layer, Mapping):
             for m in self.layer:
                 if m not in METHOD_NAMES:

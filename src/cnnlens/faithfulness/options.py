@@ -11,8 +11,17 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, replace
+from numbers import Real
 from typing import Any
 
+from cnnlens.constraints import (
+    NON_NEGATIVE,
+    OPEN_UNIT,
+    POSITIVE_INT,
+    Interval,
+    check,
+    check_all,
+)
 from cnnlens.data import SPLITS
 from cnnlens.errors import CnnlensError, unknown_choice
 from cnnlens.explain.options import DEFAULT_METHODS, SCORES, ExplainOptions
@@ -77,9 +86,7 @@ def _tuples(fields: dict[str, Any]) -> dict[str, Any]:
 
 def check_frac(frac: float) -> float:
     """``frac`` is the kept fraction of positions: (0, 1]."""
-    if isinstance(frac, bool) or not isinstance(frac, int | float) or not 0.0 < frac <= 1.0:
-        raise CnnlensError(f"frac={frac!r} is invalid; accepted: a number in (0, 1]")
-    return float(frac)
+    return float(check(frac, "frac", Interval(Real, 0, 1, closed="right")))
 
 
 def check_baseline(baseline: str | float) -> str | float:
@@ -110,10 +117,7 @@ def check_percentages(percentages: Sequence[float]) -> tuple[float, ...]:
 
 def check_noise(noise: float) -> float:
     """The noise scale is a finite number >= 0 (0: the plain linear imputation)."""
-    if isinstance(noise, bool) or not isinstance(noise, int | float) or not (
-            math.isfinite(noise) and noise >= 0):
-        raise CnnlensError(f"noise={noise!r} is invalid; accepted: a number >= 0")
-    return float(noise)
+    return float(check(noise, "noise", NON_NEGATIVE))
 
 
 @dataclass(frozen=True)
@@ -148,15 +152,12 @@ def _check_options(fracs: Sequence[float], metrics: Sequence[str], limit: int | 
     for m in metrics:
         if m not in METRIC_NAMES:
             raise unknown_choice("metric (--metrics)", m, METRIC_NAMES)
-    if limit is not None and (isinstance(limit, bool) or limit < 1):
-        raise CnnlensError(f"--limit must be a positive number of samples, got {limit}")
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise CnnlensError(f"--steps={steps!r} is invalid; accepted: an integer >= 1")
+    check(limit, "--limit", POSITIVE_INT, optional=True)
+    check(steps, "--steps", POSITIVE_INT)
     if isinstance(baseline, str) and baseline not in BASELINES:
         raise unknown_choice("baseline (--baseline)", baseline, BASELINES)
     check_baseline(baseline)
-    if batch_size is not None and batch_size < 1:
-        raise CnnlensError(f"--batch-size must be at least 1, got {batch_size}")
+    check(batch_size, "--batch-size", POSITIVE_INT, optional=True)
 
 
 def default_metrics(kind: str) -> tuple[str, ...]:
@@ -202,13 +203,10 @@ class FaithfulnessOptions:
                 raise CnnlensError(f"--methods lists a method twice: {', '.join(self.methods)}")
         _check_options(self.fracs or (), self.metrics or (), self.limit, self.steps,
                        self.baseline, self.batch_size)
-        if isinstance(self.n_boot, bool) or self.n_boot < 1:
-            raise CnnlensError(f"--n-boot must be at least 1, got {self.n_boot}")
-        if self.sanity_samples is not None and (isinstance(self.sanity_samples, bool)
-                                                or self.sanity_samples < 1):
-            raise CnnlensError(f"--sanity-samples must be at least 1, got {self.sanity_samples}")
-        if isinstance(self.sanity_seeds, bool) or self.sanity_seeds < 1:
-            raise CnnlensError(f"--sanity-seeds must be at least 1, got {self.sanity_seeds}")
+        check_all([(self.n_boot, "--n-boot", POSITIVE_INT),
+                   (self.sanity_seeds, "--sanity-seeds", POSITIVE_INT),
+                   (self.alpha, "--alpha", OPEN_UNIT)])
+        check(self.sanity_samples, "--sanity-samples", POSITIVE_INT, optional=True)
         if self.sanity_draw not in DRAWS:
             raise unknown_choice("randomization draw (--sanity-draw)", self.sanity_draw, DRAWS)
         if self.sanity_constant not in CONSTANT:
@@ -216,8 +214,6 @@ class FaithfulnessOptions:
                                  self.sanity_constant, CONSTANT)
         check_percentages(self.percentages)
         check_noise(self.noise)
-        if not 0.0 < self.alpha < 1.0:
-            raise CnnlensError(f"alpha={self.alpha!r} is invalid; accepted: a number in (0, 1)")
         if self.split not in SPLITS:
             raise unknown_choice("split (--split)", self.split, SPLITS)
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from cnnlens.constraints import FRACTION, NON_NEGATIVE_INT, check
 from cnnlens.data import DataConfig, TaskData, load_task
 from cnnlens.distributed import Ranks, setup
 from cnnlens.errors import CnnlensError, check_interrupted
@@ -100,8 +101,7 @@ class RunOptions:
 
     def validate(self) -> None:
         """Check every stage's options before any work starts."""
-        if self.val_fraction is not None and not 0.0 <= self.val_fraction < 1.0:
-            raise CnnlensError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        check(self.val_fraction, "--val-fraction", FRACTION, optional=True)
         if self.from_keras is not None and any(
             getattr(self, k) is not None for k in TRAINING_FIELDS
         ):
@@ -123,9 +123,7 @@ class RunOptions:
                     self.model, self.weights):
                 raise CnnlensError(f"--{name} describes a trained model (--model FILE, or a "
                                    "builder with --weights)")
-        if self.tb_cams_every is not None and (isinstance(self.tb_cams_every, bool)
-                                               or self.tb_cams_every < 0):
-            raise CnnlensError(f"--tb-cams-every must be >= 0, got {self.tb_cams_every}")
+        check(self.tb_cams_every, "--tb-cams-every", NON_NEGATIVE_INT, optional=True)
         self.evaluate.validate()
         self.explain.validate()
         self.faithfulness.validate()

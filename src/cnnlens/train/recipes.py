@@ -12,6 +12,15 @@ import math
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+from cnnlens.constraints import (
+    FRACTION,
+    NON_NEGATIVE,
+    OPEN_UNIT,
+    POSITIVE,
+    POSITIVE_INT,
+    check,
+    check_all,
+)
 from cnnlens.errors import CnnlensError, unknown_choice
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -63,32 +72,20 @@ class Recipe:
         return new
 
     def validate(self) -> None:
-        if self.epochs is not None and self.epochs <= 0:
-            raise CnnlensError(f"--epochs must be a positive integer, got {self.epochs}")
-        if self.batch_size <= 0:
-            raise CnnlensError(f"--batch-size must be a positive integer, got {self.batch_size}")
-        if not self.lr > 0:
-            raise CnnlensError(f"--lr must be positive, got {self.lr}")
-        if not 0.0 <= self.momentum < 1.0:
-            raise CnnlensError(f"--momentum must be in [0, 1), got {self.momentum}")
-        if self.l2 < 0:
-            raise CnnlensError(f"--l2 must be >= 0, got {self.l2}")
-        if self.weight_decay < 0:
-            raise CnnlensError(f"--weight-decay must be >= 0, got {self.weight_decay}")
+        check(self.epochs, "--epochs", POSITIVE_INT, optional=True)
+        check_all([(self.batch_size, "--batch-size", POSITIVE_INT), (self.lr, "--lr", POSITIVE),
+                   (self.momentum, "--momentum", FRACTION), (self.l2, "--l2", NON_NEGATIVE),
+                   (self.weight_decay, "--weight-decay", NON_NEGATIVE),
+                   (self.warmup, "--warmup", OPEN_UNIT),
+                   (self.label_smoothing, "--label-smoothing", FRACTION),
+                   (self.patience, "--patience", POSITIVE_INT),
+                   (self.val_fraction, "--val-fraction", FRACTION)])
         if self.optimizer not in OPTIMIZERS:
             raise unknown_choice("--optimizer", self.optimizer, OPTIMIZERS)
         if self.schedule not in SCHEDULES:
             raise unknown_choice("--schedule", self.schedule, SCHEDULES)
         if self.precision not in PRECISIONS:
             raise unknown_choice("--precision", self.precision, PRECISIONS)
-        if not 0.0 < self.warmup < 1.0:
-            raise CnnlensError(f"--warmup must be in (0, 1), got {self.warmup}")
-        if not 0.0 <= self.label_smoothing < 1.0:
-            raise CnnlensError(f"--label-smoothing must be in [0, 1), got {self.label_smoothing}")
-        if self.patience <= 0:
-            raise CnnlensError(f"--patience must be a positive integer, got {self.patience}")
-        if not 0.0 <= self.val_fraction < 1.0:
-            raise CnnlensError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.early_stopping and self.val_fraction == 0.0:
             raise CnnlensError("--early-stopping needs a validation split: set --val-fraction > 0")
         from cnnlens.data.augmentations import AUGMENTATIONS
