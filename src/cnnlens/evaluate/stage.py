@@ -44,15 +44,7 @@ class EvaluateOptions:
 def is_done(run: RunDir, options: EvaluateOptions | None = None) -> bool:
     """Done when ``eval/metrics.json`` holds this split for the current model weights."""
     opts = options or EvaluateOptions()
-    path = run.eval_dir / METRICS_FILE
-    if not path.is_file():
-        return False
-    try:
-        done = read_json(path)
-    except CnnlensError:
-        return False
-    return (isinstance(done, dict) and done.get("split") == opts.split
-            and done.get("model_digest") == run.model_digest() != "")
+    return run.current_output(run.eval_dir / METRICS_FILE, split=opts.split) is not None
 
 
 def read_metrics(run: RunDir) -> dict[str, Any]:

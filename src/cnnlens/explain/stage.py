@@ -122,15 +122,9 @@ def is_done(run: RunDir, options: ExplainOptions | None = None) -> bool:
     """Done when ``cams/summary.json`` answers this request for the current model weights
     and every file it lists is there."""
     opts = options or ExplainOptions()
-    try:
-        done = read_summary(run.path)
-    except CnnlensError:
-        return False
-    files = done.get("files") or {}
-    return (done.get("request") == opts.request()
-            and done.get("model_digest") == run.model_digest() != ""
-            and bool(files)
-            and all(_readable(run.cams_dir / str(f)) for f in files.values()))
+    done = run.current_output(run.cams_dir / SUMMARY_NAME, request=opts.request())
+    files = (done or {}).get("files") or {}
+    return bool(files) and all(_readable(run.cams_dir / str(f)) for f in files.values())
 
 
 def _readable(path: Path) -> bool:

@@ -19,7 +19,6 @@ import torch
 
 from cnnlens.data import TaskData
 from cnnlens.distributed import setup
-from cnnlens.errors import CnnlensError
 from cnnlens.faithfulness import steps
 from cnnlens.faithfulness.comparisons import pairwise_tests
 from cnnlens.faithfulness.maps import stack
@@ -35,7 +34,6 @@ from cnnlens.faithfulness.options import (
     parse_method,
 )
 from cnnlens.faithfulness.steps import ProgressFn
-from cnnlens.fileio import read_json
 from cnnlens.rundir.folder import RunDir
 
 
@@ -56,14 +54,7 @@ def is_done(run: RunDir, options: FaithfulnessOptions | None = None) -> bool:
     """Done when ``faithfulness/results.json`` answers this request for the current model."""
     opts = options or FaithfulnessOptions()
     path = run.faithfulness_dir / "results.json"
-    if not path.is_file():
-        return False
-    try:
-        done = read_json(path)
-    except CnnlensError:
-        return False
-    return (isinstance(done, dict) and done.get("request") == opts.request()
-            and done.get("model_digest") == run.model_digest() != "")
+    return run.current_output(path, request=opts.request()) is not None
 
 
 def run_faithfulness(

@@ -163,6 +163,19 @@ class RunDir:
         except OSError:
             return ""
 
+    def current_output(self, path: Path, **expect: Any) -> dict[str, Any] | None:
+        """The JSON a stage wrote at ``path`` when it answers ``expect`` (e.g. the stage's
+        request) for the current model weights, else None: every stage's skip rule."""
+        if not path.is_file():
+            return None
+        try:
+            done = read_json(path)
+        except CnnlensError:
+            return None
+        if not isinstance(done, dict) or done.get("model_digest") != self.model_digest() != "":
+            return None
+        return done if all(done.get(k) == v for k, v in expect.items()) else None
+
     # -- locking ---------------------------------------------------------------
     @contextlib.contextmanager
     def lock(self, command: str | None = None) -> Iterator[None]:
