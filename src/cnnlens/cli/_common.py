@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from typing import Any, ClassVar
 
 from tqdm import tqdm
@@ -108,6 +109,20 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
                    "named and nothing runs)")
 
 
+def _study(task: str = "mnist1d") -> Any:
+    """The study recipe, whose values the help texts quote (declared once, in recipes)."""
+    from cnnlens.train.recipes import epochs_for, get_recipe
+
+    recipe = get_recipe("study", task)
+    return replace(recipe, epochs=epochs_for(recipe, task))
+
+
+def _best_lrs() -> str:
+    from cnnlens.train.recipes import get_recipe
+
+    return ", ".join(f"{get_recipe('best', t).lr:g} ({t})" for t in ("mnist1d", "hmt"))
+
+
 def add_training_options(p: argparse.ArgumentParser) -> None:
     """Options that define a training run (shared by ``train`` and ``run``)."""
     add_data_options(p)
@@ -121,11 +136,16 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
                    help=f"training recipe ({', '.join(recipe_names())}; default study); "
                    "best: the task's strong model and settings (mnist1d, hmt)")
     p.add_argument("--epochs", type=positive_int, default=None,
-                   help="epochs (default: the recipe's, 200 for MNIST-1D and 150 for HMT)")
+                   help="epochs (default: the recipe's; study "
+                   f"{_study('mnist1d').epochs} for MNIST-1D, {_study('hmt').epochs} for HMT)")
     p.add_argument("--batch-size", type=positive_int, default=None,
-                   help="training batch size (32); other stages have their own")
-    p.add_argument("--lr", type=float, default=None, help="learning rate (0.01)")
-    p.add_argument("--momentum", type=float, default=None, help="SGD momentum (0)")
+                   help="training batch size (default: the recipe's; study "
+                   f"{_study().batch_size}); other stages have their own")
+    p.add_argument("--lr", type=float, default=None,
+                   help=f"learning rate (default: the recipe's; study {_study().lr:g}, best "
+                   f"{_best_lrs()})")
+    p.add_argument("--momentum", type=float, default=None,
+                   help=f"SGD momentum (default: the recipe's; study {_study().momentum:g})")
     p.add_argument("--schedule", choices=list(SCHEDULES), default=None,
                    help="step: lr = 1e-3 * 0.5^(epoch // 15), as the study's report describes; "
                    "onecycle: warm up to --lr, then anneal, every step")
@@ -134,7 +154,8 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--weight-decay", type=float, default=None,
                    help="AdamW's decoupled weight decay on kernels")
     p.add_argument("--label-smoothing", type=float, default=None,
-                   help="label smoothing of the cross-entropy, in [0, 1) (0)")
+                   help="label smoothing of the cross-entropy, in [0, 1) (default: the recipe's; "
+                   f"study {_study().label_smoothing:g})")
     p.add_argument("--augmentation", choices=list(AUGMENTATIONS), default=None,
                    help="image augmentation: study (Keras affine + flips) or dihedral "
                    "(90° rotations + flips)")
@@ -145,7 +166,7 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--early-stopping", action="store_true", default=None,
                    help="stop when validation loss has not improved for --patience epochs")
     p.add_argument("--patience", type=positive_int, default=None,
-                   help="early-stopping patience (8)")
+                   help=f"early-stopping patience (default: {_study().patience})")
     p.add_argument("--val-fraction", type=float, default=None,
                    help="fraction of the training data held out for validation (per class)")
     p.add_argument("--no-augment", dest="augment", action="store_false", default=None,

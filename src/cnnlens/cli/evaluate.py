@@ -14,6 +14,7 @@ from cnnlens.cli._common import (
     prepare_trained,
     skip_bad_data,
 )
+from cnnlens.data import SPLITS
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,7 +23,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        "confusion matrix, precision/recall/F1 and example panels. The data's "
                        "classes must be the model's.")
     p.add_argument("run_dir", metavar="RUN_DIR", help="run folder")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--split", default="test", choices=SPLITS)
     p.add_argument("--data-dir", "--data", dest="data_dir", default=None,
                    help="data folder (or .npz), if not the run's")
     p.add_argument("--batch-size", type=positive_int, default=256,

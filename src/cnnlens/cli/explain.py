@@ -29,7 +29,7 @@ from cnnlens.errors import CnnlensError
 
 
 def register(subparsers: Any) -> None:
-    from cnnlens.explain.options import DEFAULT_METHODS, METHOD_NAMES, SCORES
+    from cnnlens.explain.options import DEFAULT_METHODS, METHOD_NAMES, SCORES, ExplainOptions
 
     p: argparse.ArgumentParser = subparsers.add_parser(
         "explain",
@@ -64,7 +64,8 @@ def register(subparsers: Any) -> None:
                    help="data folder (or .npz), if it moved since training")
     p.add_argument("--batch-size", type=positive_int, default=None,
                    help="samples per CAM batch")
-    p.add_argument("--per-class", type=positive_int, default=3, help="samples per class gallery")
+    p.add_argument("--per-class", type=positive_int, default=ExplainOptions.per_class,
+                   help="samples per class gallery (%(default)s)")
     p.add_argument("--no-figures", action="store_true", help="write the .npz files only")
     _add_inputs_options(p)
     p.set_defaults(func=run)

@@ -7,6 +7,7 @@ from typing import Any
 
 from cnnlens.cli._common import (
     Bars,
+    add_device_option,
     add_model_source_options,
     add_pretrained_option,
     number_or_name,
@@ -23,9 +24,12 @@ def register(subparsers: Any) -> None:
         BASELINES,
         CONSTANT,
         DEFAULT_METHODS,
+        DEFAULT_N_BOOT,
+        DEFAULT_STEPS,
         DRAWS,
         IMAGE_METRICS,
         METRIC_NAMES,
+        NOISE,
         PERCENTAGES,
     )
 
@@ -64,7 +68,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--split", default="test", help="train, val or test (default: test)")
     p.add_argument("--limit", type=positive_int, default=None,
                    help="score only the first N samples")
-    p.add_argument("--steps", type=int, default=20,
+    p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS,
                    help="deletion/insertion steps (default: %(default)s)")
     p.add_argument("--baseline", default="zero",
                    help=f"what removed positions become in drop_increase and deletion/"
@@ -73,10 +77,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--percentages", nargs="+", type=float, default=list(PERCENTAGES),
                    metavar="P", help="ROAD removal percentages, in (0, 100) (default: "
                    f"{' '.join(f'{v:g}' for v in PERCENTAGES)})")
-    p.add_argument("--noise", type=float, default=0.01,
-                   help="std of the Gaussian noise ROAD adds to imputed values (0.01)")
-    p.add_argument("--n-boot", type=int, default=2000, help="bootstrap resamples (2000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random maps and bootstrap")
+    p.add_argument("--noise", type=float, default=NOISE,
+                   help="std of the Gaussian noise ROAD adds to imputed values (%(default)s)")
+    p.add_argument("--n-boot", type=positive_int, default=DEFAULT_N_BOOT,
+                   help="bootstrap resamples (%(default)s)")
+    p.add_argument("--faithfulness-seed", "--seed", dest="seed", type=int, default=0,
+                   help="seed of the random maps and bootstrap (as in cnnlens run)")
     p.add_argument("--no-sanity", action="store_true", help="skip the model-randomization check")
     p.add_argument("--sanity-samples", type=int, default=None,
                    help="samples used by the sanity check (default: 32 signals, 16 images)")
@@ -95,7 +101,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--recompute", action="store_true",
                    help="compute the maps even when cams/ holds them")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    add_device_option(p)
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable images, listing them")
     p.add_argument("--data-dir", "--data", dest="data_dir", default=None,

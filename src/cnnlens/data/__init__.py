@@ -64,7 +64,7 @@ class TaskData:
         dataset: Dataset[Any] = getattr(self, name)
         return dataset
 
-    def check_readable(self, splits: tuple[str, ...] = ("train", "val", "test")) -> None:
+    def check_readable(self, splits: tuple[str, ...] = SPLITS) -> None:
         """Decode every sample of these splits now and name *all* unreadable files at once
         (rather than the first one, minutes into training)."""
         bad: list[str] = []

@@ -23,6 +23,7 @@ from torch.utils.data import Dataset
 
 from cnnlens.data import TaskData
 from cnnlens.data.batching import iterate_batches
+from cnnlens.device import resolve_device
 from cnnlens.distributed import setup
 from cnnlens.errors import CnnlensError
 from cnnlens.explain.api import explain_methods
@@ -149,12 +150,12 @@ def run_explain(
     split: str = "test",
     limit: int | None = None,
     score: str | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
     data_dir: str | None = None,
     batch_size: int | None = None,
     figures: bool = True,
-    per_class: int = 3,
-    max_failures: int = 8,
+    per_class: int = ExplainOptions.per_class,
+    max_failures: int = ExplainOptions.max_failures,
     progress: ProgressFn | None = None,
     data: TaskData | None = None,
 ) -> dict[str, Any]:
@@ -184,7 +185,7 @@ def run_stage(
     run: RunDir,
     options: ExplainOptions,
     *,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
     data_dir: str | None = None,
     data: TaskData | None = None,
     progress: ProgressFn | None = None,
@@ -206,7 +207,8 @@ def _explain(run: RunDir, opts: ExplainOptions, *, device: str | torch.device,
              progress: ProgressFn | None) -> dict[str, Any]:
     cfg = run.read_config()
     method_list = list(opts.methods) if opts.methods is not None else list(DEFAULT_METHODS)
-    ranks, dev = setup(torch.device(device))
+    ranks, dev = setup(device if isinstance(device, torch.device)
+                       else resolve_device(device))
     if not ranks.is_main:
         progress = None
     model, meta = run.load_model(device=dev)

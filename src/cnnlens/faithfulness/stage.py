@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from cnnlens.data import TaskData
+from cnnlens.device import resolve_device
 from cnnlens.distributed import setup
 from cnnlens.faithfulness import steps
 from cnnlens.faithfulness.comparisons import pairwise_tests
@@ -63,7 +64,7 @@ def run_faithfulness(
     /,
     *,
     data_dir: str | None = None,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
     progress: ProgressFn | None = None,
     data: TaskData | None = None,
     **fields: Any,
@@ -86,7 +87,7 @@ def run_stage(
     run: RunDir,
     options: FaithfulnessOptions,
     *,
-    device: str | torch.device = "cpu",
+    device: str | torch.device = "auto",
     data_dir: str | None = None,
     data: TaskData | None = None,
     progress: ProgressFn | None = None,
@@ -99,7 +100,8 @@ def run_stage(
     """
     options.validate()
     with run.lock():
-        ranks, dev = setup(torch.device(device))
+        ranks, dev = setup(device if isinstance(device, torch.device)
+                           else resolve_device(device))
         return ranks.settle(lambda: _faithfulness(run, options, device=dev, data_dir=data_dir,
                                                   data=data, progress=progress))
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlens.constraints import FRACTION, NON_NEGATIVE_INT, check
-from cnnlens.data import DataConfig, TaskData, load_task
+from cnnlens.data import SPLITS, DataConfig, TaskData, load_task
 from cnnlens.distributed import Ranks, setup
 from cnnlens.errors import CnnlensError, check_interrupted
 from cnnlens.evaluate.stage import EvaluateOptions
@@ -276,7 +276,7 @@ def run(
     trains = ("train" in stages and imported is None
               and not (out is not None and RunDir(out).is_trained()))
     # every bad file named before the run folder is touched (only the splits this run reads)
-    data.check_readable(("train", "val", "test") if trains else (opts.evaluate.split,))
+    data.check_readable(SPLITS if trains else (opts.evaluate.split,))
     for entry in data.info.get("skipped") or []:
         prog.note(f"skipped unreadable image (--skip-bad): {entry['error']}")
     with contextlib.ExitStack() as held:
