@@ -419,3 +419,46 @@ def test_class_names_let_the_data_be_a_subset_of_the_models_classes(tmp_path: Pa
                        r"ant, bee, cat, dog, eel \(the model's --class-names\)"):
         run(out=tmp_path / "fox", class_names=str(tmp_path / "names.txt"),
             **common)  # type: ignore[arg-type]
+
+
+def test_a_signal_model_written_with_conv2d_over_l_by_1(tmp_path: Path) -> None:
+    """Audio-style models take (N, C, L, 1): the samples are reshaped to the model's declared
+    input and the maps come back along the signal's own axis."""
+    import numpy as np
+
+    from cnnlens.models.contract import apply_reshape
+
+    signals = make_signals(tmp_path / "s.npz", channels=1, length=24)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(1, 6, (5, 1), padding=(2, 0)), torch.nn.ReLU(),
+                              torch.nn.Conv2d(6, 6, (3, 1), padding=(1, 0)), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(),
+                              torch.nn.Linear(6, 3)).eval()
+    require("onnx")
+    torch.onnx.export(net, (torch.rand(1, 1, 24, 1),), str(tmp_path / "audio.onnx"),
+                      dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    result = run(task="signals", data_dir=str(signals), device="cpu", out=tmp_path / "r",
+                 model=str(tmp_path / "audio.onnx"),
+                 explain=ExplainOptions(methods=("gradcam", "ablationcam"), figures=False),
+                 faithfulness=FaithfulnessOptions(sanity=False, n_boot=20, figures=False))
+    assert "reshaped to (1, 24, 1)" in result.config["source"]["input"]
+    with np.load(signals) as f:
+        x = torch.from_numpy(f["x_test"])  # (N, 1, 24)
+    assert tuple(x.shape[1:]) == (1, 24)
+    for method in ("gradcam", "ablationcam"):
+        with np.load(result.path / "cams" / f"{method}.npz") as f:
+            raw = f["raw"]
+        assert raw.shape[1:] == (24,)  # along the signal, not (24, 1)
+        ours = cam(apply_reshape(copy_of(net), (1, 24, 1)), x, layer="3", method=method,
+                   normalize=False)
+        theirs = cam(net, x[..., None], layer="3", method=method, normalize=False)[..., 0]
+        assert torch.allclose(ours, theirs, atol=1e-5)
+    with np.load(result.path / "eval" / "predictions.npz") as f, torch.no_grad():
+        assert np.allclose(f["probs"], torch.softmax(net(x[..., None]), 1).numpy(), atol=1e-5)
+    assert (result.path / "faithfulness" / "results.json").is_file()
+
+
+def copy_of(module: torch.nn.Module) -> torch.nn.Module:
+    import copy
+
+    return copy.deepcopy(module)

@@ -99,8 +99,8 @@ class LayerContext:
         a = self.activations
         n, k = a.shape[:2]
         if eng.tail is not None and len(eng.ablation_prefix):
-            with torch.no_grad():
-                a = eng.ablation_prefix(a.clone())  # the prefix may work in place
+            with torch.no_grad():  # the prefix may work in place
+                a = eng.squeeze(eng.ablation_prefix(eng.expand(a.clone())))
         head = eng.linear_head
         if head is not None:
             weight = head.weight.view(head.out_features, k, -1).to(a.dtype)
@@ -138,9 +138,9 @@ class LayerContext:
                     samples = rows[sl] // k
                     extra = [torch.index_select(v, 0, samples, out=b.get(samples.numel()))
                              for v, b in zip(saved, buffers, strict=True)]
-                    logits = graph.tail(build(sl), *extra)
+                    logits = graph.tail(eng.expand(build(sl)), *extra)
                 else:
-                    logits = eng.ablation_rest(build(sl))
+                    logits = eng.ablation_rest(eng.expand(build(sl)))
                 out[sl] = target_scores(logits, self.targets[rows[sl] // k], eng.score)
         return out.view(n, k)
 
@@ -192,6 +192,18 @@ class Engine:
         self.input_rows = 1
         #: How ablated copies run: "sequential", "graph" (once checked), or "full-forward: why".
         self.tail_path = "unused"
+        #: Trailing size-1 axes the layer's output has beyond the input's (a 1-D signal
+        #: model written with Conv2d over (N, C, L, 1)): the methods see the activations
+        #: without them, and they are put back wherever activations go into the model.
+        self.extra_axes: tuple[int, ...] = ()
+
+    def expand(self, a: Tensor) -> Tensor:
+        """Activations as the layer outputs them (its trailing size-1 axes put back)."""
+        return a.reshape(*a.shape, *self.extra_axes) if self.extra_axes else a
+
+    def squeeze(self, a: Tensor) -> Tensor:
+        """Activations as the methods see them (trailing size-1 axes beyond the input's)."""
+        return a.reshape(a.shape[: a.dim() - len(self.extra_axes)]) if self.extra_axes else a
 
     # -- the network after the layer (built on first use) ----------------------------------
     # Only Ablation-CAM and the hook fallback use these; building them creates modules, which
@@ -233,7 +245,8 @@ class Engine:
                 return None
             if self.tail_path != "graph":
                 with torch.no_grad():
-                    logits = graph.tail(ctx.activations.clone(), *(v.clone() for v in saved))
+                    logits = graph.tail(self.expand(ctx.activations.clone()),
+                                        *(v.clone() for v in saved))
                 ref = ctx.logits
                 if not (isinstance(logits, Tensor) and logits.shape == ref.shape
                         and torch.allclose(logits, ref, rtol=1e-4,
@@ -414,9 +427,10 @@ class Engine:
                     "choose a layer with a tensor output"
                 )
             _check_layer_output(self.layer_name, out, x)
-            leaf = out.detach().requires_grad_(need_grad)
+            self.extra_axes = tuple(out.shape[x.dim():])
+            leaf = self.squeeze(out.detach()).requires_grad_(need_grad)
             store.append(leaf)
-            return leaf.clone() if clone else leaf
+            return self.expand(leaf.clone() if clone else leaf)
 
         handle = self.layer.register_forward_hook(hook)
         try:
@@ -433,12 +447,12 @@ class Engine:
         """Logits when the layer outputs ``acts``: only the tail if the graph splits."""
         with torch.no_grad():
             if self.tail is not None:
-                return self.tail(acts)
+                return self.tail(self.expand(acts))
             used: list[bool] = []
 
             def replace(_m: nn.Module, _i: object, _out: object) -> Tensor:
                 used.append(True)
-                return acts
+                return self.expand(acts)
 
             handle = self.layer.register_forward_hook(replace)
             try:
@@ -499,7 +513,7 @@ def _check_layer_output(name: str, out: Tensor, x: Tensor) -> None:
             f"layer {name!r} has output shape {tuple(out.shape)} with no spatial dimension; "
             "choose a convolutional layer (see candidate_layers)"
         )
-    if out.dim() != x.dim():
+    if out.dim() < x.dim() or any(d != 1 for d in out.shape[x.dim():]):
         raise CnnlensError(
             f"layer {name!r} has {out.dim() - 2} spatial dimension(s) but the input has "
             f"{x.dim() - 2}; choose a layer with the input's spatial layout"

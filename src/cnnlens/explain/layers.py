@@ -54,6 +54,13 @@ _CONV_TYPES = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ConvTranspose1d, nn.ConvTrans
                nn.ConvTranspose3d)
 
 
+def keeps_input_layout(out: object, x: torch.Tensor) -> bool:
+    """An output ``(N, K, *spatial)`` with the input's spatial axes (and at most trailing
+    size-1 axes more: a 1-D signal model written with Conv2d over ``(N, C, L, 1)``)."""
+    return (isinstance(out, torch.Tensor) and out.dim() >= x.dim()
+            and all(d == 1 for d in out.shape[x.dim():]))
+
+
 def _is_conv(module: nn.Module) -> bool:
     """A convolution module, or any module holding a kernel of rank >= 3 (out, in, *k) of its
     own: converted graphs (``torch.export`` unflattened, custom conv classes) run their convs
@@ -81,7 +88,7 @@ def default_layer(model: nn.Module, x: torch.Tensor) -> str:
 
     def make_hook(layer_name: str):  # type: ignore[no-untyped-def]
         def hook(_m: nn.Module, _i: object, out: object) -> None:
-            if isinstance(out, torch.Tensor) and out.dim() == x.dim():
+            if keeps_input_layout(out, x):
                 order.append(layer_name)
 
         return hook
@@ -116,7 +123,7 @@ def candidate_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
 
     def make_hook(layer_name: str):  # type: ignore[no-untyped-def]
         def hook(_m: nn.Module, _i: object, out: object) -> None:
-            if isinstance(out, torch.Tensor) and out.dim() == x.dim() and layer_name not in found:
+            if keeps_input_layout(out, x) and layer_name not in found:
                 found.append(layer_name)
 
         return hook

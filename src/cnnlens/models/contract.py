@@ -150,11 +150,24 @@ def apply_grayscale(model: Any) -> Any:
     return model
 
 
+def apply_reshape(model: Any, shape: tuple[int, ...]) -> Any:
+    """Give ``model`` each sample reshaped to ``shape`` (its declared input, e.g. ``(1, L,
+    1)`` for a 1-D signal model written with Conv2d), as a forward pre-hook: the data and
+    the maps keep the signal's own axis."""
+    def reshape(_module: Any, args: tuple[Any, ...]) -> tuple[Any, ...]:
+        x, *rest = args
+        return (x.reshape(x.shape[0], *shape), *rest)
+
+    model.register_forward_pre_hook(reshape)
+    return model
+
+
 def apply_contract(model: Any, contract: dict[str, Any], where: str) -> Any:
     """The model as a run recorded it (checkpoint sidecar keys): the scores picked from its
     output (``output``), its final activation removed (``head_removed``), one binary logit
     made two (``binary``), its input standardized per sample (``standardize``), made one
-    luminance channel (``grayscale``), normalized (``normalize``). Applied in that order at
+    luminance channel (``grayscale``), reshaped to the model's declared input
+    (``input_shape``), normalized (``normalize``). Applied in that order at
     import and whenever the run's model is loaded, so every stage sees the same model."""
     from cnnlens.models.heads import HEADS, remove_head
     from cnnlens.models.outputs import apply_outputs
@@ -180,6 +193,8 @@ def apply_contract(model: Any, contract: dict[str, Any], where: str) -> Any:
         apply_standardization(model)
     if contract.get("grayscale"):
         apply_grayscale(model)
+    if contract.get("input_shape"):
+        apply_reshape(model, tuple(int(d) for d in contract["input_shape"]))
     try:
         return apply_normalization(model, normalization_from(contract.get("normalize")))
     except CnnlensError as exc:
@@ -187,6 +202,6 @@ def apply_contract(model: Any, contract: dict[str, Any], where: str) -> Any:
 
 
 __all__ = ["NORMALIZATIONS", "NORMALIZE_HELP", "Normalization", "apply_contract",
-           "apply_grayscale", "apply_normalization", "apply_standardization",
+           "apply_grayscale", "apply_normalization", "apply_reshape", "apply_standardization",
            "normalization_from",
            "parse_normalize"]

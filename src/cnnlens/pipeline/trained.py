@@ -20,7 +20,12 @@ from torch import nn
 from cnnlens.data import DataConfig, TaskShape, describe_task
 from cnnlens.errors import CnnlensError
 from cnnlens.models import is_model_file, is_user_model, model_kwargs_for
-from cnnlens.models.contract import apply_contract, apply_grayscale, parse_normalize
+from cnnlens.models.contract import (
+    apply_contract,
+    apply_grayscale,
+    apply_reshape,
+    parse_normalize,
+)
 from cnnlens.models.heads import logits_model, remove_head
 from cnnlens.models.load import LoadedModel, load
 from cnnlens.models.outputs import apply_outputs, parse_output, select
@@ -73,27 +78,34 @@ def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
                                   and declared and declared[0] == 1)
     if grayscale:
         apply_grayscale(loaded.module)
+    reshape = _reshape(declared, tuple(shape.input_shape))
+    if reshape is not None:
+        apply_reshape(loaded.module, reshape)
     norm = parse_normalize(normalize)
     if norm is not None:
         norm.check_channels(1 if grayscale else shape.input_shape[0], f"the data ({where})")
     which = parse_output(output)
-    binary = check_fits(loaded, shape, data, which, channels=1 if grayscale else None)
+    binary = check_fits(loaded, shape, data, which, channels=1 if grayscale else None,
+                        reshaped=reshape is not None)
     head, outputs = _head(loaded, tuple(shape.input_shape), which, binary)
     contract: dict[str, Any] = {"output": which, "binary": binary or None,
                                 "standardize": standardize or None,
                                 "grayscale": grayscale or None,
+                                "input_shape": list(reshape) if reshape else None,
                                 "normalize": norm.to_dict() if norm else None}
     if head is not None:
         contract["head_removed"] = {"head": head, "input_shape": list(shape.input_shape)}
     contract = {key: v for key, v in contract.items() if v is not None}
-    # the module already has the grayscale hook the contract would add: apply the rest
+    # the module already has the grayscale and reshape hooks: apply the rest
     module = apply_contract(loaded.module, {k: v for k, v in contract.items()
-                                            if k != "grayscale"}, f"--model {loaded.source}")
+                                            if k not in ("grayscale", "input_shape")},
+                            f"--model {loaded.source}")
     source = {"model": loaded.source, "kind": loaded.kind, "weights": loaded.weights,
               "sha256": loaded.sha256, "converter": loaded.converter, "outputs": outputs,
               "scores": f"element {which!r} of the model's output" if which is not None
               else None,
-              "input": ("RGB as one luminance channel; " if grayscale else "") + (
+              "input": ("RGB as one luminance channel; " if grayscale else "")
+              + (f"each sample reshaped to {tuple(reshape)}; " if reshape else "") + (
                   norm.describe() if norm else "standardized per sample and channel"
                   if standardize else "as loaded"),
               "notes": [n for n in loaded.notes if head is None or "kept" not in n]}
@@ -126,8 +138,19 @@ def _head(loaded: LoadedModel, shape: tuple[int, ...], which: str | int | None,
     return head, note
 
 
+def _reshape(declared: tuple[int, ...] | None, data_shape: tuple[int, ...]
+             ) -> tuple[int, ...] | None:
+    """The model's declared input when it is the data's sample with trailing size-1 axes
+    (a 1-D signal model written with Conv2d over ``(N, C, L, 1)``), else None."""
+    if not declared or len(declared) <= len(data_shape):
+        return None
+    head, tail = tuple(declared[:len(data_shape)]), declared[len(data_shape):]
+    return tuple(declared) if head == data_shape and all(d == 1 for d in tail) else None
+
+
 def check_fits(loaded: LoadedModel, shape: TaskShape, data: DataConfig,
-               which: str | int | None = None, channels: int | None = None) -> bool:
+               which: str | int | None = None, channels: int | None = None,
+               reshaped: bool = False) -> bool:
     """One line naming both sides when the model cannot classify this data: a forward pass
     on a blank input of the data's shape must give one score per class of the data (or one
     logit per sample for two classes: returns True for such a binary model)."""
@@ -136,7 +159,8 @@ def check_fits(loaded: LoadedModel, shape: TaskShape, data: DataConfig,
     declared = loaded.input_shape
     expected = ((channels, *shape.input_shape[1:]) if channels is not None
                 else tuple(shape.input_shape))
-    if declared and all(d > 0 for d in declared) and tuple(declared) != expected:
+    if (not reshaped and declared and all(d > 0 for d in declared)
+            and tuple(declared) != expected):
         raise CnnlensError(
             f"--model {loaded.source} takes inputs of shape {tuple(declared)} "
             f"(C, *spatial); the data ({where}) gives {expected}"
