@@ -70,7 +70,7 @@ def test_skip_bad_lists_the_file(folder: Path, tmp_path: Path,
     ("argv", "needles"),
     [
         ([], ["RUN_DIR is missing", "--inputs"]),
-        (["--model", "m.onnx"], ["--model", "need(s) --inputs"]),
+        (["--model", "m.onnx"], ["RUN_DIR is missing", "--model SOURCE --task TASK"]),
         (["--inputs", "x.png", "--out", "o"], ["--inputs needs --model"]),
         (["run", "--inputs", "x.png", "--model", "m.onnx", "--out", "o"],
          ["RUN_DIR run", "cannot be used"]),

@@ -47,6 +47,11 @@ def test_run_evaluate_and_faithfulness_take_a_trained_model(
     with np_load(ev / "eval" / "predictions.npz") as a, np_load(
             out / "eval" / "predictions.npz") as b:
         assert (a["probs"] == b["probs"]).all()
+    ex = files["root"] / "ex"
+    assert main(["explain", str(ex), "--task", "images", "--data-dir", str(files["pics"]),
+                 "--image-size", str(SIZE), "--model", str(files["onnx"]), "--normalize",
+                 "imagenet", "--device", "cpu", "--methods", "gradcam", "--no-figures"]) == 0
+    assert (ex / "cams" / "gradcam.npz").is_file() and not (ex / "train").exists()
     fa = files["root"] / "fa"
     assert main(["faithfulness", str(fa), "--task", "images", *common, "--limit", "6",
                  "--no-sanity", "--methods", "gradcam", "--no-figures"]) == 0

@@ -11,6 +11,7 @@ folder without a training stage.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +26,27 @@ from cnnlens.faithfulness.options import FaithfulnessOptions
 from cnnlens.models.load import load
 from cnnlens.pipeline import run
 from cnnlens.rundir import RunDir
-from support import REPO, require
+from support import REPO, SHARED_DATA, require, require_path
 from userdata import make_image_folders, make_signals
 
 RESNET = f"{REPO / 'tests' / 'models' / 'resnet_ref.py'}:build"
 SIZE = 64  # layer4 of the ResNet is 2 x 2 here
 
 
+HMT_CLASSES = ("01_TUMOR", "02_STROMA", "07_ADIPOSE")
+
+
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return make_image_folders(tmp_path_factory.mktemp("pics") / "pics", size=SIZE)
+    """A few real HMT tiles of three classes: 10 training and 4 test tiles each."""
+    hmt = require_path(SHARED_DATA / "hmt")
+    root = tmp_path_factory.mktemp("pics") / "pics"
+    for split, source, n in (("train", "HMT_train", 10), ("test", "HMT_test", 4)):
+        for name in HMT_CLASSES:
+            (root / split / name).mkdir(parents=True)
+            for tile in sorted((hmt / source / name).iterdir())[:n]:
+                shutil.copy(tile, root / split / name / tile.name)
+    return root
 
 
 def _resnet_ref() -> Any:
@@ -462,3 +474,17 @@ def copy_of(module: torch.nn.Module) -> torch.nn.Module:
     import copy
 
     return copy.deepcopy(module)
+
+
+def test_a_model_for_other_input_channels_names_both_shapes(folders: Path,
+                                                            tmp_path: Path) -> None:
+    net = torch.nn.Sequential(torch.nn.Conv2d(4, 3, 3), torch.nn.AdaptiveAvgPool2d(1),
+                              torch.nn.Flatten()).eval()
+    require("onnx")
+    torch.onnx.export(net, (torch.rand(1, 4, SIZE, SIZE),), str(tmp_path / "rgba.onnx"),
+                      dynamo=False, input_names=["x"], dynamic_axes={"x": {0: "n"}})
+    with pytest.raises(CnnlensError, match=r"takes inputs of shape \(4, 64, 64\) \(C, \*spatial\)"
+                       r"; the data .* gives \(3, 64, 64\)"):
+        run(task="images", data_dir=str(folders), image_size=SIZE, out=tmp_path / "r",
+            model=str(tmp_path / "rgba.onnx"))
+    assert not (tmp_path / "r").exists()

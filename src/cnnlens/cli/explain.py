@@ -76,7 +76,11 @@ def _add_inputs_options(p: argparse.ArgumentParser) -> None:
     from cnnlens.faithfulness.options import LABEL_FREE_STEPS as DEFAULT_STEPS
     from cnnlens.models.contract import NORMALIZE_HELP
 
-    g = p.add_argument_group("loose inputs (no RUN_DIR, no labels)")
+    g = p.add_argument_group("a model trained elsewhere: loose inputs (no RUN_DIR, no labels), "
+                             "or RUN_DIR made from it with --task")
+    g.add_argument("--task", default=None,
+                   help="with RUN_DIR and --model: the data's task (images, signals, hmt, "
+                   "mnist1d)")
     g.add_argument("--inputs", nargs="+", default=None, metavar="PATH",
                    help="image files, folders (recursive) and .npy/.npz signals to explain")
     g.add_argument("--model", default=None, metavar="SOURCE",
@@ -106,8 +110,8 @@ def _add_inputs_options(p: argparse.ArgumentParser) -> None:
                    f"(default {DEFAULT_BASELINE})")
 
 
-_INPUT_ONLY = ("model", "weights", "out", "image_size", "target", "class_names", "normalize")
-_RUN_ONLY = ("pretrained", "data_dir", "limit")
+_INPUT_ONLY = ("out", "target")
+_RUN_ONLY = ("pretrained", "data_dir", "limit", "task")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -117,8 +121,10 @@ def run(args: argparse.Namespace) -> int:
     if args.run_dir is None or given:
         raise CnnlensError(
             (f"{', '.join(given)} need(s) --inputs" if given else "RUN_DIR is missing")
-            + "; give a run folder (cnnlens explain RUN_DIR) or loose files "
+            + "; give a run folder (cnnlens explain RUN_DIR, or RUN_DIR --model SOURCE "
+            "--task TASK to make it) or loose files "
             "(cnnlens explain --model SOURCE --inputs PATH ... --out OUT)")
+    _make_run_from_model(args)
     from cnnlens.device import resolve_device
     from cnnlens.explain.stage import run_explain
     from cnnlens.rundir.folder import RunDir
@@ -146,6 +152,29 @@ def run(args: argparse.Namespace) -> int:
         bars.close()
     print_summary(summary, RunDir(args.run_dir))
     return 0
+
+
+def _make_run_from_model(args: argparse.Namespace) -> None:
+    """RUN_DIR mode with ``--model``: make RUN_DIR from the trained model, as evaluate and
+    faithfulness do (the loose-inputs options that also describe the model apply)."""
+    if args.model is None:
+        for flag in ("weights", "normalize", "image_size", "class_names"):
+            if getattr(args, flag) is not None:
+                raise CnnlensError(f"--{flag.replace('_', '-')} describes --model SOURCE; "
+                                   "give --model too (or --inputs for loose files)")
+        return
+    if args.pretrained is not None:
+        raise CnnlensError("--model and --pretrained both name the model; give one")
+    if args.task is None:
+        raise CnnlensError("--model with RUN_DIR needs --task (images, signals, hmt or "
+                           "mnist1d) to read the data it explains")
+    from cnnlens.pipeline.trained import trained_run
+
+    run = trained_run(args.run_dir, args.model, args.weights, task=args.task,
+                      data_dir=args.data_dir, image_size=args.image_size,
+                      trust_pickle=args.trust_pickle, normalize=args.normalize,
+                      class_names=args.class_names, device=args.device)
+    info(f"run folder {run.path}: {args.model} (trained elsewhere; not trained here)")
 
 
 def run_inputs(args: argparse.Namespace) -> int:
