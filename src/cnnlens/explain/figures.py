@@ -18,6 +18,7 @@ from matplotlib.gridspec import GridSpec
 
 from cnnlens import plotting
 from cnnlens.evaluate.limits import MANY_CLASSES, bounded_dpi
+from cnnlens.explain.options import ExplainOptions
 
 CMAP = "jet"
 DPI = 100
@@ -242,8 +243,8 @@ def write_cam_figures(
     probs: np.ndarray,
     class_names: Sequence[str],
     kind: str,
-    per_class: int = 3,
-    max_failures: int = 8,
+    per_class: int = ExplainOptions.per_class,
+    max_failures: int = ExplainOptions.max_failures,
     progress: ProgressFn | None = None,
 ) -> dict[str, Any]:
     """Write one gallery per class present and one of failures; return what was written.

@@ -202,6 +202,24 @@ def run_stage(
                         progress=progress)
 
 
+@dataclass
+class _Computed:
+    """Per-batch results of this process's samples, in order, before they are gathered."""
+
+    methods: list[str]
+    raw: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    scores: dict[str, list[np.ndarray]] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+    indices: list[np.ndarray] = field(default_factory=list)
+    labels: list[np.ndarray] = field(default_factory=list)
+    predicted: list[np.ndarray] = field(default_factory=list)
+    probs: list[np.ndarray] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        for m in self.methods:
+            self.raw[m], self.scores[m], self.seconds[m] = [], [], 0.0
+
+
 def _explain(run: RunDir, opts: ExplainOptions, *, device: str | torch.device,
              data_dir: str | None, data: TaskData | None,
              progress: ProgressFn | None) -> dict[str, Any]:
@@ -222,71 +240,14 @@ def _explain(run: RunDir, opts: ExplainOptions, *, device: str | torch.device,
                            "train/val/test")
     sample = ds[0][0].unsqueeze(0).to(dev)
     plan = plan_cams(model, model_name, method_list, opts.layer, opts.score, sample)
-    class_names = [str(c) for c in meta.get("class_names") or data.class_names]
-    bs = opts.batch_size or default_batch_size(sample[0])
-    groups: dict[str, list[str]] = {}
-    for m in method_list:
-        groups.setdefault(plan.layers[m], []).append(m)
-
-    parts: dict[str, dict[str, list[np.ndarray]]] = {m: {"raw": [], "scores": []}
-                                                     for m in method_list}
-    seconds = dict.fromkeys(method_list, 0.0)
-    idx_parts: list[np.ndarray] = []
-    label_parts: list[np.ndarray] = []
-    pred_parts: list[np.ndarray] = []
-    prob_parts: list[np.ndarray] = []
-    done = 0
     shard = ranks.shard(n)
-    for idx, x, y in _batches(ds, shard.indices, bs):
-        x = x.to(dev)
-        # The first layer's pass predicts (targets None: the argmax of its own forward), so
-        # no separate forward is needed; the other layers explain the same classes.
-        pred: torch.Tensor | None = None
-        for layer_name, group in groups.items():
-            results = explain_methods(model, x, layer=layer_name, methods=group, targets=pred,
-                                      score=plan.score, upsample=False, normalize=False)
-            if pred is None:
-                first = next(iter(results.values()))
-                pred = first.targets
-                probs = torch.softmax(first.logits.float(), dim=1)
-                idx_parts.append(idx)
-                label_parts.append(y.numpy())
-                pred_parts.append(pred.cpu().numpy())
-                prob_parts.append(probs.cpu().numpy())
-            for method, res in results.items():
-                seconds[method] += res.seconds
-                parts[method]["raw"].append(res.raw.detach().float().cpu().numpy())
-                parts[method]["scores"].append(res.scores.detach().float().cpu().numpy())
-                done += len(idx)
-                if progress is not None:
-                    progress("cams", done, shard.indices.size * len(method_list))
-
-    indices = shard.gather(np.concatenate(idx_parts).astype(np.int64))
-    labels = shard.gather(np.concatenate(label_parts).astype(np.int64))
-    predicted = shard.gather(np.concatenate(pred_parts).astype(np.int64))
-    probs_all = shard.gather(np.concatenate(prob_parts).astype(np.float32))
+    done = _compute(model, ds, shard.indices, plan, method_list,
+                    opts.batch_size or default_batch_size(sample[0]), dev, progress)
     # compute time summed over processes (one process: its own)
-    seconds = dict(zip(method_list, ranks.all_sum([seconds[m] for m in method_list]),
+    seconds = dict(zip(method_list, ranks.all_sum([done.seconds[m] for m in method_list]),
                        strict=True))
-    input_shape = np.asarray(tuple(sample.shape[2:]), dtype=np.int64)
-    cams: dict[str, dict[str, Any]] = {}
-    for method in method_list:
-        cams[method] = {
-            "raw": shard.gather(np.concatenate(parts[method]["raw"]).astype(np.float32)),
-            "input_shape": input_shape,
-            "indices": indices,
-            "targets": predicted,
-            "predicted": predicted,
-            "labels": labels,
-            "scores": shard.gather(np.concatenate(parts[method]["scores"])),
-            "probs": probs_all,
-            "layer": np.asarray(plan.layers[method]),
-            "method": np.asarray(method),
-            "score": np.asarray(plan.score),
-            "seconds": np.asarray(seconds[method], dtype=np.float64),
-            "split": np.asarray(opts.split),
-        }
-
+    cams = _gathered(done, shard, plan, opts.split, seconds, tuple(sample.shape[2:]))
+    first = cams[method_list[0]]
     summary: dict[str, Any] = {
         "task": cfg["task"],
         "model": model_name,
@@ -301,8 +262,8 @@ def _explain(run: RunDir, opts: ExplainOptions, *, device: str | torch.device,
         "notes": plan.notes,
         "seconds": seconds,
         "seconds_per_sample": {m: s / n for m, s in seconds.items()},
-        "accuracy": float((predicted == labels).mean()),
-        "class_names": class_names,
+        "accuracy": float((first["predicted"] == first["labels"]).mean()),
+        "class_names": [str(c) for c in meta.get("class_names") or data.class_names],
         "kind": data.kind,
         "device": str(dev),
         "files": {m: f"{m}.npz" for m in method_list},
@@ -311,6 +272,65 @@ def _explain(run: RunDir, opts: ExplainOptions, *, device: str | torch.device,
         "model_digest": run.model_digest(),
     }
     return ranks.on_main(lambda: _write(run, opts, ds, cams, summary, progress))
+
+
+def _compute(model: nn.Module, ds: Dataset[Any], rows: np.ndarray, plan: CamPlan,
+             methods: list[str], batch_size: int, dev: torch.device,
+             progress: ProgressFn | None) -> _Computed:
+    """The layer-resolution maps of ``rows``: methods at the same layer share a pass."""
+    groups: dict[str, list[str]] = {}
+    for m in methods:
+        groups.setdefault(plan.layers[m], []).append(m)
+    out, done = _Computed(methods), 0
+    for idx, x, y in _batches(ds, rows, batch_size):
+        x = x.to(dev)
+        # The first layer's pass predicts (targets None: the argmax of its own forward), so
+        # no separate forward is needed; the other layers explain the same classes.
+        pred: torch.Tensor | None = None
+        for layer_name, group in groups.items():
+            results = explain_methods(model, x, layer=layer_name, methods=group, targets=pred,
+                                      score=plan.score, upsample=False, normalize=False)
+            if pred is None:
+                first = next(iter(results.values()))
+                pred = first.targets
+                out.indices.append(idx)
+                out.labels.append(y.numpy())
+                out.predicted.append(pred.cpu().numpy())
+                out.probs.append(torch.softmax(first.logits.float(), dim=1).cpu().numpy())
+            for method, res in results.items():
+                out.seconds[method] += res.seconds
+                out.raw[method].append(res.raw.detach().float().cpu().numpy())
+                out.scores[method].append(res.scores.detach().float().cpu().numpy())
+                done += len(idx)
+                if progress is not None:
+                    progress("cams", done, rows.size * len(methods))
+    return out
+
+
+def _gathered(done: _Computed, shard: Any, plan: CamPlan, split: str,
+              seconds: dict[str, float], input_shape: tuple[int, ...]
+              ) -> dict[str, dict[str, Any]]:
+    """Each method's ``.npz`` arrays, gathered over processes in sample order."""
+    def cat(parts: list[np.ndarray], dtype: Any) -> np.ndarray:
+        return shard.gather(np.concatenate(parts).astype(dtype))
+
+    indices, labels = cat(done.indices, np.int64), cat(done.labels, np.int64)
+    predicted, probs = cat(done.predicted, np.int64), cat(done.probs, np.float32)
+    return {method: {
+        "raw": cat(done.raw[method], np.float32),
+        "input_shape": np.asarray(input_shape, dtype=np.int64),
+        "indices": indices,
+        "targets": predicted,
+        "predicted": predicted,
+        "labels": labels,
+        "scores": shard.gather(np.concatenate(done.scores[method])),
+        "probs": probs,
+        "layer": np.asarray(plan.layers[method]),
+        "method": np.asarray(method),
+        "score": np.asarray(plan.score),
+        "seconds": np.asarray(seconds[method], dtype=np.float64),
+        "split": np.asarray(split),
+    } for method in done.methods}
 
 
 def _write(run: RunDir, opts: ExplainOptions, ds: Dataset[Any], cams: dict[str, dict[str, Any]],

@@ -26,7 +26,7 @@ from torch import Tensor, nn
 
 from cnnlens.errors import CnnlensError
 from cnnlens.explain.methods import normalize_maps as _engine_normalize
-from cnnlens.faithfulness.options import METRIC_NAMES
+from cnnlens.faithfulness.options import DEFAULT_STEPS, METRIC_NAMES
 from cnnlens.faithfulness.road import road
 from cnnlens.faithfulness.scoring import (
     BASELINES,
@@ -248,7 +248,7 @@ def deletion(
     x: Tensor,
     maps: Tensor,
     *,
-    steps: int = 20,
+    steps: int = DEFAULT_STEPS,
     baseline: str | float = "zero",
     targets: Tensor | Sequence[int] | None = None,
     batch_size: int | None = None,
@@ -264,7 +264,7 @@ def insertion(
     x: Tensor,
     maps: Tensor,
     *,
-    steps: int = 20,
+    steps: int = DEFAULT_STEPS,
     baseline: str | float = "zero",
     targets: Tensor | Sequence[int] | None = None,
     batch_size: int | None = None,

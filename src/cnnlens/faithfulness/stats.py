@@ -14,10 +14,11 @@ import numpy as np
 from scipy import stats as sps
 
 from cnnlens.errors import CnnlensError
+from cnnlens.faithfulness.options import DEFAULT_N_BOOT
 
 
 def bootstrap_ci(
-    values: np.ndarray, *, n_boot: int = 2000, level: float = 0.95, seed: int = 0
+    values: np.ndarray, *, n_boot: int = DEFAULT_N_BOOT, level: float = 0.95, seed: int = 0
 ) -> dict[str, float]:
     """Mean and percentile-bootstrap interval of the mean (seeded, so reruns agree)."""
     v = np.asarray(values, dtype=np.float64).reshape(-1)
