@@ -11,7 +11,8 @@ from PIL import Image
 
 import cnnlens.data.images as images
 from cnnlens.data.augmentations import STUDY_AUGMENT
-from cnnlens.data.images import BadImageError, ImageFolderDataset, decode_image, scan_split
+from cnnlens.data.image_files import BadImageError, decode_image, scan_split
+from cnnlens.data.images import ImageFolderDataset
 from cnnlens.errors import CnnlensError
 
 RNG = np.random.default_rng(0)

@@ -9,7 +9,7 @@ import pytest
 from PIL import Image
 
 from cnnlens.data import DataConfig, load_task
-from cnnlens.data.images import load_tile
+from cnnlens.data.image_files import load_tile
 from cnnlens.data.resize import canonical_size, crop_box, image_hw, parse_image_size
 from cnnlens.errors import CnnlensError
 from userdata import make_image_folders

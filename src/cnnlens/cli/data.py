@@ -110,7 +110,8 @@ def _split(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from cnnlens.data.images import ImageFolderDataset, scan_split
+    from cnnlens.data.image_files import scan_split
+    from cnnlens.data.images import ImageFolderDataset
 
     root = Path(args.dir)
     if not root.is_dir():

@@ -307,7 +307,7 @@ def split_dataset(
     if test_per_class < 1:
         raise CnnlensError(f"--test-per-class must be >= 1, got {test_per_class}")
     root = find_class_root(src)
-    from cnnlens.data.images import scan_split  # torch: only when a folder is split
+    from cnnlens.data.image_files import scan_split  # torch: only when a folder is split
 
     scan = scan_split(root)
     dst = Path(dst)

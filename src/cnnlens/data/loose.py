@@ -2,9 +2,9 @@
 
 ``cnnlens explain --inputs`` explains whatever files a user has, so this module turns paths
 into samples with the same preprocessing as the folder tasks: images go through
-:func:`cnnlens.data.images.load_tile` and :func:`~cnnlens.data.images.to_tensor` (8-bit RGB,
-Pillow bilinear to a square size, ``x / 255``), so a tile gives the same tensor here as in an
-``images`` run. Signals are read with ``allow_pickle=False``. Every unreadable file is
+:func:`cnnlens.data.image_files.load_tile` and
+:func:`~cnnlens.data.image_files.to_tensor` (8-bit RGB, Pillow bilinear to a square size,
+``x / 255``), so a tile gives the same tensor here as in an ``images`` run. Signals are read with ``allow_pickle=False``. Every unreadable file is
 collected first, so one error can name all of them (or ``skip_bad`` drops and lists them).
 """
 
@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnlens.data.images import (
+from cnnlens.data.image_files import (
     DEFAULT_MAX_PIXELS,
     BadImageError,
     image_extensions,
