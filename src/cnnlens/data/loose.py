@@ -4,8 +4,9 @@
 into samples with the same preprocessing as the folder tasks: images go through
 :func:`cnnlens.data.image_files.load_tile` and
 :func:`~cnnlens.data.image_files.to_tensor` (8-bit RGB, Pillow bilinear to a square size,
-``x / 255``), so a tile gives the same tensor here as in an ``images`` run. Signals are read with ``allow_pickle=False``. Every unreadable file is
-collected first, so one error can name all of them (or ``skip_bad`` drops and lists them).
+``x / 255``), so a tile gives the same tensor here as in an ``images`` run. Signals are
+read with ``allow_pickle=False``. Every unreadable file is collected first, so one error
+can name all of them (or ``skip_bad`` drops and lists them).
 """
 
 from __future__ import annotations
