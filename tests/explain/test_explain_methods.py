@@ -167,7 +167,7 @@ def test_ablation_tail_paths_match_the_hook_fallback(kind: str, budget: float) -
 
 def test_gradcampp_zero_denominator_gives_zero_weight() -> None:
     """2g² + Σ_S A·g³ = 0 (possible when Σ_S A < 0): α = 0 there, never inf or NaN."""
-    from cnnlens.explain.engine import LayerContext
+    from cnnlens.explain.context import LayerContext
     from cnnlens.explain.methods import gradcampp
 
     a = torch.tensor([[[-1.0, -1.0], [1.0, 2.0]]])  # channel 0: Σ A = -2

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from cnnlens.explain.engine import LayerContext, Reused
+from cnnlens.explain.context import LayerContext, Reused
 from cnnlens.explain.options import METHOD_NAMES
 
 # pytorch-grad-cam upsamples Score-CAM masks with UpsamplingBilinear2d (align_corners=True);
