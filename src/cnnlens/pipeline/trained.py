@@ -62,35 +62,17 @@ def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
     if grayscale and (shape.kind != "image" or shape.input_shape[0] != 3):
         raise CnnlensError(f"--grayscale turns RGB images into one channel; the data ({where}) "
                            f"is {shape.kind} of shape {tuple(shape.input_shape)}")
-    k = len(shape.class_names)
-    if weights is not None:
-        ref = normalize_reference(model) if is_user_model(model) else model
-        kwargs = model_kwargs_for(ref, shape.input_shape, k)
-        loaded = load(ref, str(Path(weights).expanduser().resolve()), trust_pickle=trust_pickle,
-                      builder_kwargs=kwargs)
-        name = ref
-    else:
-        name = str(Path(model).expanduser().resolve())
-        loaded = load(name, trust_pickle=trust_pickle)
-        kwargs = {"trust_pickle": True} if loaded.kind == "pickle" else {}
-    declared = loaded.input_shape
-    grayscale = grayscale or bool(shape.kind == "image" and shape.input_shape[0] == 3
-                                  and declared and declared[0] == 1)
-    if grayscale:
-        apply_grayscale(loaded.module)
-    reshape = _reshape(declared, tuple(shape.input_shape))
-    if reshape is not None:
-        apply_reshape(loaded.module, reshape)
+    loaded, name, kwargs = _load(model, weights, shape, trust_pickle)
+    gray, reshape = _input_hooks(loaded, shape, grayscale)
     norm = parse_normalize(normalize)
     if norm is not None:
-        norm.check_channels(1 if grayscale else shape.input_shape[0], f"the data ({where})")
+        norm.check_channels(1 if gray else shape.input_shape[0], f"the data ({where})")
     which = parse_output(output)
-    binary = check_fits(loaded, shape, data, which, channels=1 if grayscale else None,
+    binary = check_fits(loaded, shape, data, which, channels=1 if gray else None,
                         reshaped=reshape is not None)
     head, outputs = _head(loaded, tuple(shape.input_shape), which, binary)
     contract: dict[str, Any] = {"output": which, "binary": binary or None,
-                                "standardize": standardize or None,
-                                "grayscale": grayscale or None,
+                                "standardize": standardize or None, "grayscale": gray or None,
                                 "input_shape": list(reshape) if reshape else None,
                                 "normalize": norm.to_dict() if norm else None}
     if head is not None:
@@ -100,16 +82,11 @@ def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
     module = apply_contract(loaded.module, {k: v for k, v in contract.items()
                                             if k not in ("grayscale", "input_shape")},
                             f"--model {loaded.source}")
-    source = {"model": loaded.source, "kind": loaded.kind, "weights": loaded.weights,
-              "sha256": loaded.sha256, "converter": loaded.converter, "outputs": outputs,
-              "scores": f"element {which!r} of the model's output" if which is not None
-              else None,
-              "input": ("RGB as one luminance channel; " if grayscale else "")
-              + (f"each sample reshaped to {tuple(reshape)}; " if reshape else "") + (
-                  norm.describe() if norm else "standardized per sample and channel"
-                  if standardize else "as loaded"),
-              "notes": [n for n in loaded.notes if head is None or "kept" not in n]}
-    source = {key: v for key, v in source.items() if v not in (None, [])}
+    input_text = ("RGB as one luminance channel; " if gray else "") + (
+        f"each sample reshaped to {tuple(reshape)}; " if reshape else "") + (
+        norm.describe() if norm else "standardized per sample and channel" if standardize
+        else "as loaded")
+    source = _source(loaded, outputs, which, input_text, head)
     cfg: dict[str, Any] = {"task": data.task, "model": name, "data": data_dict(data),
                            "source": source, "recipe": None}
     if kwargs:
@@ -120,6 +97,46 @@ def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
                             "class_names": list(shape.class_names), "epoch": None,
                             "imported_from": source, **contract}
     return cfg, module, meta
+
+
+def _load(model: str, weights: str | None, shape: TaskShape, trust_pickle: bool
+          ) -> tuple[LoadedModel, str, dict[str, Any]]:
+    """The loaded model, the name the run rebuilds it by, and the build keywords."""
+    if weights is not None:
+        ref = normalize_reference(model) if is_user_model(model) else model
+        kwargs = model_kwargs_for(ref, shape.input_shape, len(shape.class_names))
+        loaded = load(ref, str(Path(weights).expanduser().resolve()), trust_pickle=trust_pickle,
+                      builder_kwargs=kwargs)
+        return loaded, ref, kwargs
+    name = str(Path(model).expanduser().resolve())
+    loaded = load(name, trust_pickle=trust_pickle)
+    return loaded, name, ({"trust_pickle": True} if loaded.kind == "pickle" else {})
+
+
+def _input_hooks(loaded: LoadedModel, shape: TaskShape, grayscale: bool
+                 ) -> tuple[bool, tuple[int, ...] | None]:
+    """Give the model the inputs its file declares: one luminance channel for RGB images
+    (``grayscale``, or declared), the sample reshaped to a declared ``(C, L, 1)``."""
+    declared = loaded.input_shape
+    gray = grayscale or bool(shape.kind == "image" and shape.input_shape[0] == 3
+                             and declared and declared[0] == 1)
+    if gray:
+        apply_grayscale(loaded.module)
+    reshape = _reshape(declared, tuple(shape.input_shape))
+    if reshape is not None:
+        apply_reshape(loaded.module, reshape)
+    return gray, reshape
+
+
+def _source(loaded: LoadedModel, outputs: str, which: str | int | None, input_text: str,
+            head: str | None) -> dict[str, Any]:
+    """Where the model came from and what was done to it, for the config and the report."""
+    source = {"model": loaded.source, "kind": loaded.kind, "weights": loaded.weights,
+              "sha256": loaded.sha256, "converter": loaded.converter, "outputs": outputs,
+              "scores": f"element {which!r} of the model's output" if which is not None
+              else None, "input": input_text,
+              "notes": [n for n in loaded.notes if head is None or "kept" not in n]}
+    return {key: v for key, v in source.items() if v not in (None, [])}
 
 
 def _head(loaded: LoadedModel, shape: tuple[int, ...], which: str | int | None,
