@@ -14,7 +14,8 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "cnnlens"
 #: Lowest first. A module may import modules of its own rank or lower.
 LAYERS: list[tuple[str, ...]] = [
     ("cnnlens", "cnnlens.errors", "cnnlens.fileio", "cnnlens.device", "cnnlens.plotting",
-     "cnnlens.distributed", "cnnlens.progress", "cnnlens.lazy", "cnnlens.constraints"),
+     "cnnlens.distributed", "cnnlens.progress", "cnnlens.lazy", "cnnlens.constraints",
+     "cnnlens.optionspec"),
     ("cnnlens.data", "cnnlens.models"),
     ("cnnlens.rundir",),
     ("cnnlens.train",),

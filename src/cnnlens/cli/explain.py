@@ -29,7 +29,8 @@ from cnnlens.errors import CnnlensError
 
 
 def register(subparsers: Any) -> None:
-    from cnnlens.explain.options import DEFAULT_METHODS, METHOD_NAMES, SCORES, ExplainOptions
+    from cnnlens.cli.options import add_options
+    from cnnlens.explain.options import ExplainOptions
 
     p: argparse.ArgumentParser = subparsers.add_parser(
         "explain",
@@ -44,29 +45,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("run_dir", metavar="RUN_DIR", nargs="?", default=None,
                    help="a trained cnnlens run folder (not with --inputs)")
     add_pretrained_option(p)
-    p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
-                   help=f"CAM methods (space- or comma-separated) of {', '.join(METHOD_NAMES)} "
-                   f"(default: {','.join(DEFAULT_METHODS)})")
-    p.add_argument("--layer", default=None,
-                   help="layer to explain at, for all methods (NAME) or per method "
-                   "(gradcam=max_pooling2d_1,ablationcam=conv2d_3); default: the model's "
-                   "CAM layers, or the last conv-like layer with spatial output")
-    p.add_argument("--split", default="test", help="train, val or test (default: test)")
-    p.add_argument("--limit", type=positive_int, default=None,
-                   help="explain only the first N samples")
-    p.add_argument("--score", choices=SCORES, default=None,
-                   help="score to explain: the class logit or its softmax probability "
-                   "(default: the model's; prob for the study's HMT model)")
+    add_options(p, ExplainOptions)  # every stage option, declared in the dataclass
     add_device_option(p)
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable images, listing them")
     p.add_argument("--data-dir", "--data", dest="data_dir", default=None,
                    help="data folder (or .npz), if it moved since training")
-    p.add_argument("--batch-size", type=positive_int, default=None,
-                   help="samples per CAM batch")
-    p.add_argument("--per-class", type=positive_int, default=ExplainOptions.per_class,
-                   help="samples per class gallery (%(default)s)")
-    p.add_argument("--no-figures", action="store_true", help="write the .npz files only")
     _add_inputs_options(p)
     p.set_defaults(func=run)
 
@@ -125,7 +109,9 @@ def run(args: argparse.Namespace) -> int:
             "--task TASK to make it) or loose files "
             "(cnnlens explain --model SOURCE --inputs PATH ... --out OUT)")
     _make_run_from_model(args)
+    from cnnlens.cli.options import options_from_args
     from cnnlens.device import resolve_device
+    from cnnlens.explain.options import ExplainOptions
     from cnnlens.explain.stage import run_explain
     from cnnlens.rundir.folder import RunDir
 
@@ -133,21 +119,9 @@ def run(args: argparse.Namespace) -> int:
     bars = Bars("explain ")
     data = skip_bad_data(args)
     try:
-        summary = run_explain(
-            args.run_dir,
-            methods=split_list(args.methods),
-            layer=parse_layer(args.layer),
-            split=args.split,
-            limit=args.limit,
-            score=args.score,
-            device=resolve_device(args.device),
-            data_dir=args.data_dir,
-            batch_size=args.batch_size,
-            figures=not args.no_figures,
-            per_class=args.per_class,
-            progress=bars,
-            data=data,
-        )
+        summary = run_explain(args.run_dir, options_from_args(ExplainOptions, args),
+                              device=resolve_device(args.device), data_dir=args.data_dir,
+                              progress=bars, data=data)
     finally:
         bars.close()
     print_summary(summary, RunDir(args.run_dir))

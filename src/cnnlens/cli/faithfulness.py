@@ -10,28 +10,15 @@ from cnnlens.cli._common import (
     add_device_option,
     add_model_source_options,
     add_pretrained_option,
-    number_or_name,
-    positive_int,
     prepare_pretrained,
     prepare_trained,
     skip_bad_data,
-    split_list,
 )
 
 
 def register(subparsers: Any) -> None:
-    from cnnlens.faithfulness.options import (
-        BASELINES,
-        CONSTANT,
-        DEFAULT_METHODS,
-        DEFAULT_N_BOOT,
-        DEFAULT_STEPS,
-        DRAWS,
-        IMAGE_METRICS,
-        METRIC_NAMES,
-        NOISE,
-        PERCENTAGES,
-    )
+    from cnnlens.cli.options import add_options
+    from cnnlens.faithfulness.options import FaithfulnessOptions
 
     p: argparse.ArgumentParser = subparsers.add_parser(
         "faithfulness",
@@ -55,98 +42,29 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a trained cnnlens run folder")
     add_pretrained_option(p)
-    p.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
-                   help="CAM methods as name[@layer][:score], e.g. gradcam@max_pooling2d_1:prob "
-                   f"(default: {' '.join(DEFAULT_METHODS)}); the random baseline is always added")
-    p.add_argument("--frac", nargs="+", type=float, default=None, metavar="F",
-                   help="kept fraction(s) for the drop/increase rate, in (0, 1] "
-                   "(default: 0.9 for hmt, 0.15 and 0.3 for mnist1d)")
-    p.add_argument("--metrics", nargs="+", default=None, metavar="METRIC",
-                   help=f"metrics to compute ({', '.join(METRIC_NAMES)}; default: all for signals, "
-                   f"{' '.join(IMAGE_METRICS)} for images; the output prints the projected "
-                   "time of the others)")
-    p.add_argument("--split", default="test", help="train, val or test (default: test)")
-    p.add_argument("--limit", type=positive_int, default=None,
-                   help="score only the first N samples")
-    p.add_argument("--steps", type=positive_int, default=DEFAULT_STEPS,
-                   help="deletion/insertion steps (default: %(default)s)")
-    p.add_argument("--baseline", default="zero",
-                   help=f"what removed positions become in drop_increase and deletion/"
-                   f"insertion ({', '.join(BASELINES)} or a number; road = noisy linear "
-                   "imputation from the neighbours; default: zero, as the study)")
-    p.add_argument("--percentages", nargs="+", type=float, default=list(PERCENTAGES),
-                   metavar="P", help="ROAD removal percentages, in (0, 100) (default: "
-                   f"{' '.join(f'{v:g}' for v in PERCENTAGES)})")
-    p.add_argument("--noise", type=float, default=NOISE,
-                   help="std of the Gaussian noise ROAD adds to imputed values (%(default)s)")
-    p.add_argument("--n-boot", type=positive_int, default=DEFAULT_N_BOOT,
-                   help="bootstrap resamples (%(default)s)")
-    p.add_argument("--faithfulness-seed", "--seed", dest="seed", type=int, default=0,
-                   help="seed of the random maps and bootstrap (as in cnnlens run)")
-    p.add_argument("--no-sanity", action="store_true", help="skip the model-randomization check")
-    p.add_argument("--sanity-samples", type=int, default=None,
-                   help="samples used by the sanity check (default: 32 signals, 16 images)")
-    p.add_argument("--sanity-seeds", type=int, default=3,
-                   help="random draws of the sanity check; the verdict reads their interval "
-                   "(default: %(default)s)")
-    p.add_argument("--sanity-draw", choices=DRAWS, default="normal",
-                   help="how layers are re-drawn: normal = N(0, std of the trained tensor^2), "
-                   "reset = reset_parameters() as Quantus (default: normal)")
-    p.add_argument("--sanity-constant", choices=CONSTANT, default="zero",
-                   help="Spearman of a map that turns constant: zero, or nan (left out, as "
-                   "Quantus/scipy) (default: zero)")
-    p.add_argument("--random-cells", nargs="+", type=int, default=None, metavar="N",
-                   help="grid of the random baseline maps, one size per input dimension "
-                   "(default: the first method's CAM-layer grid)")
-    p.add_argument("--recompute", action="store_true",
-                   help="compute the maps even when cams/ holds them")
-    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    add_options(p, FaithfulnessOptions)  # every stage option, declared in the dataclass
     add_device_option(p)
     p.add_argument("--skip-bad", action="store_true",
                    help="skip unreadable images, listing them")
     p.add_argument("--data-dir", "--data", dest="data_dir", default=None,
                    help="data folder (or .npz), if it moved since training")
-    p.add_argument("--batch-size", type=positive_int, default=None,
-                   help="samples per scoring batch")
     add_model_source_options(p)
     p.set_defaults(func=run)
 
 
 def compute(args: argparse.Namespace, run_dir: str) -> dict[str, Any]:
     """Run the stage with the options in ``args``."""
+    from cnnlens.cli.options import options_from_args
     from cnnlens.device import resolve_device
+    from cnnlens.faithfulness.options import FaithfulnessOptions
     from cnnlens.faithfulness.stage import run_faithfulness
 
     bars = Bars()
     data = skip_bad_data(args)
     try:
-        return run_faithfulness(
-            run_dir,
-            methods=split_list(args.methods),
-            fracs=args.frac,
-            metrics=split_list(args.metrics),
-            split=args.split,
-            limit=args.limit,
-            data_dir=args.data_dir,
-            device=resolve_device(args.device),
-            batch_size=args.batch_size,
-            steps=args.steps,
-            baseline=number_or_name(str(args.baseline)),
-            percentages=args.percentages,
-            noise=args.noise,
-            n_boot=args.n_boot,
-            seed=args.seed,
-            sanity=not args.no_sanity,
-            sanity_samples=args.sanity_samples,
-            sanity_seeds=args.sanity_seeds,
-            sanity_draw=args.sanity_draw,
-            sanity_constant=args.sanity_constant,
-            use_saved=not args.recompute,
-            random_cells=args.random_cells,
-            figures=not args.no_figures,
-            progress=bars,
-            data=data,
-        )
+        return run_faithfulness(run_dir, options_from_args(FaithfulnessOptions, args),
+                                data_dir=args.data_dir, device=resolve_device(args.device),
+                                progress=bars, data=data)
     finally:
         bars.close()
 

@@ -10,17 +10,19 @@ from cnnlens.cli._common import (
     add_trained_options,
     add_training_options,
     info,
-    number_or_name,
-    parse_layer,
-    positive_int,
     run_options_from_args,
-    split_list,
 )
+
+#: The stage options ``cnnlens run`` offers (the rest keep their defaults; each stage's
+#: command has them all).
+EXPLAIN_IN_RUN = ("methods", "layer", "score", "limit")
+FAITHFULNESS_IN_RUN = ("fracs", "metrics", "baseline", "seed", "sanity")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from cnnlens.explain.options import DEFAULT_METHODS, METHOD_NAMES, SCORES
-    from cnnlens.faithfulness.options import METRIC_NAMES
+    from cnnlens.cli.options import add_options
+    from cnnlens.explain.options import ExplainOptions
+    from cnnlens.faithfulness.options import FaithfulnessOptions
 
     p = sub.add_parser(
         "run", help="train (or import), evaluate, explain, score and report in one go",
@@ -39,33 +41,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", default=None, help="run folder (default: runs/<task>-<timestamp>)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run of another config in --out")
-    e = p.add_argument_group("explain and faithfulness")
-    e.add_argument("--methods", nargs="+", default=None, metavar="METHOD",
-                   help=f"CAM methods (space- or comma-separated) of {', '.join(METHOD_NAMES)} "
-                   f"(default: {' '.join(DEFAULT_METHODS)})")
-    e.add_argument("--layer", default=None,
-                   help="CAM layer for all methods (NAME) or per method (gradcam=NAME,...); "
-                   "default: the model's (the study's layers), or for your own model the last "
-                   "conv-like layer with spatial output (printed)")
-    e.add_argument("--score", choices=SCORES, default=None,
-                   help="score the CAMs explain (default: the model's; the study's models: "
-                   "logit for MNIST-1D, prob for HMT as the Keras models differentiated)")
-    e.add_argument("--limit", type=positive_int, default=None,
-                   help="explain and score only the first N samples of the test split")
-    e.add_argument("--frac", nargs="+", type=float, default=None, metavar="F",
-                   help="kept fraction(s) of the drop/increase rate (default: 0.9 for hmt, "
-                   "0.15 and 0.3 for mnist1d)")
-    e.add_argument("--metrics", nargs="+", default=None, metavar="METRIC",
-                   help=f"faithfulness metrics ({', '.join(METRIC_NAMES)}; default: all for "
-                   "signals, drop_increase for images; more cost time: see cnnlens faithfulness "
-                   "--help)")
-    e.add_argument("--baseline", default="zero",
-                   help="what removed positions become in the metrics: zero (the study), mean, a "
-                   "number, or road (noisy linear imputation from the neighbours)")
-    e.add_argument("--faithfulness-seed", type=int, default=0,
-                   help="seed of the random baseline maps and the bootstrap (0)")
-    e.add_argument("--no-sanity", action="store_true",
-                   help="skip the model-randomization sanity check")
+    e = p.add_argument_group("explain and faithfulness (see cnnlens explain / faithfulness "
+                             "--help for the rest)")
+    add_options(e, ExplainOptions, only=EXPLAIN_IN_RUN)  # the stages' own declarations
+    add_options(e, FaithfulnessOptions, only=FAITHFULNESS_IN_RUN, prefix="faithfulness_",
+                flags={"seed": ("--faithfulness-seed",)})  # --seed is training's here
     e.add_argument("--max-image-px", type=int, default=None,
                    help="downscale report figures larger than this (0: full size)")
     p.set_defaults(func=main)
@@ -73,20 +53,16 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 def options_from_args(args: argparse.Namespace) -> Any:
     """The pipeline options this command line asks for (the Python API takes the same)."""
+    from cnnlens.cli.options import options_from_args as stage_options
     from cnnlens.explain.options import ExplainOptions
     from cnnlens.faithfulness.options import FaithfulnessOptions
     from cnnlens.report.images import DEFAULT_MAX_IMAGE_PX
     from cnnlens.report.stage import ReportOptions
 
-    methods = split_list(args.methods) if args.methods else None
-    layer = parse_layer(args.layer)
-    explain = ExplainOptions(methods=tuple(methods) if methods else None, layer=layer,
-                             score=args.score, limit=args.limit)
-    faithfulness = FaithfulnessOptions(  # methods, layer and limit follow explain's (runner)
-        fracs=tuple(args.frac) if args.frac else None,
-        metrics=tuple(split_list(args.metrics) or ()) or None,
-        baseline=number_or_name(args.baseline),
-        seed=args.faithfulness_seed, sanity=not args.no_sanity)
+    explain = stage_options(ExplainOptions, args, only=EXPLAIN_IN_RUN)
+    # methods, layer and limit follow explain's (the runner applies them)
+    faithfulness = stage_options(FaithfulnessOptions, args, only=FAITHFULNESS_IN_RUN,
+                                 prefix="faithfulness_")
     report = ReportOptions(max_image_px=DEFAULT_MAX_IMAGE_PX if args.max_image_px is None
                            else args.max_image_px)
     return run_options_from_args(args, explain=explain, faithfulness=faithfulness,

@@ -7,12 +7,13 @@ the methods and the stage import the same names, so each is declared here once.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from cnnlens.constraints import NON_NEGATIVE_INT, POSITIVE_INT, check, check_all
 from cnnlens.data import SPLITS
 from cnnlens.errors import CnnlensError, unknown_choice
+from cnnlens.optionspec import flag
 
 #: Every CAM method, in the order help text and reports list them (implementations:
 #: :data:`cnnlens.explain.methods.METHODS`, keyed by these names).
@@ -33,15 +34,31 @@ class ExplainOptions:
     conv-like layer with spatial output and the logit.
     """
 
-    methods: tuple[str, ...] | None = None
-    layer: str | Mapping[str, str] | None = None
-    score: str | None = None
-    split: str = "test"
-    limit: int | None = None
-    batch_size: int | None = None
-    per_class: int = 3
+    methods: tuple[str, ...] | None = field(default=None, metadata=flag(
+        "--methods", parse="list", nargs="+", metavar="METHOD",
+        help=f"CAM methods (space- or comma-separated) of {', '.join(METHOD_NAMES)} "
+        f"(default: {' '.join(DEFAULT_METHODS)})"))
+    layer: str | Mapping[str, str] | None = field(default=None, metadata=flag(
+        "--layer", parse="layer",
+        help="layer to explain at, for all methods (NAME) or per method "
+        "(gradcam=NAME,ablationcam=NAME); default: the model's CAM layers, or the last "
+        "conv-like layer with spatial output (printed)"))
+    score: str | None = field(default=None, metadata=flag(
+        "--score", choices=SCORES,
+        help="score to explain: the class logit or its softmax probability (default: the "
+        "model's; prob for the study's HMT model)"))
+    split: str = field(default="test", metadata=flag(
+        "--split", choices=SPLITS, help="the split to explain (default: %(default)s)"))
+    limit: int | None = field(default=None, metadata=flag(
+        "--limit", parse="positive_int", help="explain only the first N samples"))
+    batch_size: int | None = field(default=None, metadata=flag(
+        "--batch-size", parse="positive_int", help="samples per CAM batch"))
+    per_class: int = field(default=3, metadata=flag(
+        "--per-class", parse="positive_int",
+        help="samples per class gallery (default: %(default)s)"))
     max_failures: int = 8
-    figures: bool = True
+    figures: bool = field(default=True, metadata=flag(
+        "--no-figures", negate=True, help="write the .npz files only"))
 
     def validate(self) -> None:
         if self.methods is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import zipfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -144,39 +144,36 @@ def _readable(path: Path) -> bool:
 
 def run_explain(
     run_dir: str | Path,
+    options: ExplainOptions | None = None,
+    /,
     *,
-    methods: str | Sequence[str] | None = None,
-    layer: LayerSpec = None,
-    split: str = "test",
-    limit: int | None = None,
-    score: str | None = None,
     device: str | torch.device = "auto",
     data_dir: str | None = None,
-    batch_size: int | None = None,
-    figures: bool = True,
-    per_class: int = ExplainOptions.per_class,
-    max_failures: int = ExplainOptions.max_failures,
     progress: ProgressFn | None = None,
     data: TaskData | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
     """Compute CAMs of ``methods`` for ``split`` of a trained run and write ``cams/``.
 
-    Targets are the model's predicted classes (what the study explained). Methods at the
-    same layer share their forward and backward passes. All maps are computed before
-    anything is written, so a failing or interrupted run leaves earlier outputs alone.
-    ``layer``: one name for every method, ``{method: name}`` (others get the default), or
-    None for the model's defaults. Each ``<method>.npz`` holds ``raw`` (N,
-    *layer_spatial), ``input_shape``, ``indices`` (into the split), ``targets``,
+    ``options``, or the fields of :class:`ExplainOptions` as keywords (``methods`` may be
+    ``"a,b"``), say what to compute. Targets are the model's predicted classes (what the
+    study explained). Methods at the same layer share their forward and backward passes.
+    All maps are computed before anything is written, so a failing or interrupted run leaves
+    earlier outputs alone. ``layer``: one name for every method, ``{method: name}`` (others
+    get the default), or None for the model's defaults. Each ``<method>.npz`` holds ``raw``
+    (N, *layer_spatial), ``input_shape``, ``indices`` (into the split), ``targets``,
     ``predicted``, ``labels``, ``scores`` (target score, logit or prob), ``probs`` (N,
     classes) and the strings/scalars ``layer``, ``method``, ``score``, ``split``,
     ``seconds``; :func:`load_cams` adds ``maps`` (N, *spatial) in [0, 1]. Returns the
     summary also written to ``cams/summary.json`` (file names in it are relative to
     ``cams/``).
     """
-    method_tuple = tuple(resolve_methods(methods)) if methods is not None else None
-    opts = ExplainOptions(methods=method_tuple, layer=layer, score=score, split=split,
-                          limit=limit, batch_size=batch_size, per_class=per_class,
-                          max_failures=max_failures, figures=figures)
+    if isinstance(fields.get("methods"), str):
+        fields["methods"] = tuple(resolve_methods(fields["methods"]))
+    opts = options if options is not None else ExplainOptions()
+    changes: dict[str, Any] = {k: tuple(v) if isinstance(v, list) else v
+                               for k, v in fields.items()}
+    opts = replace(opts, **changes)
     return run_stage(RunDir(run_dir), opts, device=device, data_dir=data_dir, data=data,
                      progress=progress)
 

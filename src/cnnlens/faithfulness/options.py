@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from numbers import Real
 from typing import Any
 
@@ -25,6 +25,7 @@ from cnnlens.constraints import (
 from cnnlens.data import SPLITS
 from cnnlens.errors import CnnlensError, unknown_choice
 from cnnlens.explain.options import DEFAULT_METHODS, SCORES, ExplainOptions
+from cnnlens.optionspec import flag
 
 #: Metric families, in the order outputs list them (implementations:
 #: :data:`cnnlens.faithfulness.metrics.METRICS`, keyed by these names).
@@ -174,27 +175,73 @@ class FaithfulnessOptions:
     random-map seed and the bootstrap seed are this stage's own ``seed``.
     """
 
-    methods: tuple[str, ...] | None = None
-    fracs: tuple[float, ...] | None = None
-    metrics: tuple[str, ...] | None = None
-    split: str = "test"
-    limit: int | None = None
-    steps: int = DEFAULT_STEPS
-    baseline: str | float = "zero"
-    percentages: tuple[float, ...] = PERCENTAGES
-    noise: float = NOISE
-    n_boot: int = DEFAULT_N_BOOT
+    methods: tuple[str, ...] | None = field(default=None, metadata=flag(
+        "--methods", parse="list", nargs="+", metavar="METHOD",
+        help="CAM methods as name[@layer][:score], e.g. gradcam@max_pooling2d_1:prob "
+        f"(default: {' '.join(DEFAULT_METHODS)}); the random baseline is always added"))
+    fracs: tuple[float, ...] | None = field(default=None, metadata=flag(
+        "--frac", parse="float", nargs="+", metavar="F",
+        help="kept fraction(s) for the drop/increase rate, in (0, 1] (default: "
+        + "; ".join(f"{' '.join(f'{v:g}' for v in fr)} for {task}"
+                    for task, fr in DEFAULT_FRACS.items()) + ")"))
+    metrics: tuple[str, ...] | None = field(default=None, metadata=flag(
+        "--metrics", parse="list", nargs="+", metavar="METRIC",
+        help=f"metrics to compute ({', '.join(METRIC_NAMES)}; default: all for signals, "
+        f"{' '.join(IMAGE_METRICS)} for images; the output prints the projected time of the "
+        "others)"))
+    split: str = field(default="test", metadata=flag(
+        "--split", choices=SPLITS, help="the split to score (default: %(default)s)"))
+    limit: int | None = field(default=None, metadata=flag(
+        "--limit", parse="positive_int", help="score only the first N samples"))
+    steps: int = field(default=DEFAULT_STEPS, metadata=flag(
+        "--steps", parse="positive_int",
+        help="deletion/insertion steps (default: %(default)s)"))
+    baseline: str | float = field(default="zero", metadata=flag(
+        "--baseline", parse="number_or_name",
+        help=f"what removed positions become in drop_increase and deletion/insertion "
+        f"({', '.join(BASELINES)} or a number; road = noisy linear imputation from the "
+        "neighbours; default: %(default)s, as the study)"))
+    percentages: tuple[float, ...] = field(default=PERCENTAGES, metadata=flag(
+        "--percentages", parse="float", nargs="+", metavar="P",
+        help="ROAD removal percentages, in (0, 100) (default: "
+        f"{' '.join(f'{v:g}' for v in PERCENTAGES)})"))
+    noise: float = field(default=NOISE, metadata=flag(
+        "--noise", parse="float",
+        help="std of the Gaussian noise ROAD adds to imputed values (default: %(default)s)"))
+    n_boot: int = field(default=DEFAULT_N_BOOT, metadata=flag(
+        "--n-boot", parse="positive_int", help="bootstrap resamples (default: %(default)s)"))
     alpha: float = 0.05
-    seed: int = 0
-    sanity: bool = True
-    sanity_samples: int | None = None
-    sanity_seeds: int = 3
-    sanity_draw: str = "normal"
-    sanity_constant: str = "zero"
-    random_cells: tuple[int, ...] | None = None
-    use_saved: bool = True
-    figures: bool = True
-    batch_size: int | None = None
+    seed: int = field(default=0, metadata=flag(
+        "--faithfulness-seed", "--seed", parse="int",
+        help="seed of the random maps and bootstrap (default: %(default)s)"))
+    sanity: bool = field(default=True, metadata=flag(
+        "--no-sanity", negate=True, help="skip the model-randomization check"))
+    sanity_samples: int | None = field(default=None, metadata=flag(
+        "--sanity-samples", parse="positive_int",
+        help="samples used by the sanity check (default: "
+        f"{SANITY_SAMPLES[0]} signals, {SANITY_SAMPLES[1]} images)"))
+    sanity_seeds: int = field(default=3, metadata=flag(
+        "--sanity-seeds", parse="positive_int",
+        help="random draws of the sanity check; the verdict reads their interval "
+        "(default: %(default)s)"))
+    sanity_draw: str = field(default="normal", metadata=flag(
+        "--sanity-draw", choices=DRAWS,
+        help="how layers are re-drawn: normal = N(0, std of the trained tensor^2), reset = "
+        "reset_parameters() as Quantus (default: %(default)s)"))
+    sanity_constant: str = field(default="zero", metadata=flag(
+        "--sanity-constant", choices=CONSTANT,
+        help="Spearman of a map that turns constant: zero, or nan (left out, as "
+        "Quantus/scipy) (default: %(default)s)"))
+    random_cells: tuple[int, ...] | None = field(default=None, metadata=flag(
+        "--random-cells", parse="int", nargs="+", metavar="N",
+        help="grid of the random baseline maps, one size per input dimension (default: the "
+        "first method's CAM-layer grid)"))
+    use_saved: bool = field(default=True, metadata=flag(
+        "--recompute", negate=True, help="compute the maps even when cams/ holds them"))
+    figures: bool = field(default=True, metadata=flag(
+        "--no-figures", negate=True, help="skip the PNG figures"))
+    batch_size: int | None = field(default=None, metadata=flag(
+        "--batch-size", parse="positive_int", help="samples per scoring batch"))
 
     def validate(self) -> None:
         if self.methods is not None:

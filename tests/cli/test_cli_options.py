@@ -1,0 +1,49 @@
+"""Stage options on the command line come from the options dataclasses, not a copy."""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+import pytest
+
+from cnnlens.cli import build_parser
+from cnnlens.cli.options import options_from_args
+from cnnlens.explain.options import ExplainOptions
+from cnnlens.faithfulness.options import FaithfulnessOptions
+
+
+@pytest.mark.parametrize(("argv", "cls"), [(["faithfulness", "RUN"], FaithfulnessOptions),
+                                           (["explain", "RUN"], ExplainOptions)])
+def test_a_bare_command_line_gives_the_dataclass_defaults(argv: list[str], cls: type) -> None:
+    args = build_parser().parse_args(argv)
+    assert options_from_args(cls, args) == cls()
+
+
+def test_every_declared_option_is_read_back_as_its_field() -> None:
+    args = build_parser().parse_args([
+        "faithfulness", "RUN", "--methods", "gradcam,ablationcam", "--frac", "0.5", "0.7",
+        "--metrics", "road", "--limit", "7", "--steps", "4", "--baseline", "0.25",
+        "--percentages", "20", "80", "--noise", "0", "--n-boot", "50", "--seed", "3",
+        "--no-sanity", "--sanity-samples", "5", "--sanity-seeds", "2", "--sanity-draw",
+        "reset", "--sanity-constant", "nan", "--random-cells", "4", "--recompute",
+        "--no-figures", "--batch-size", "9", "--split", "val"])
+    opts = options_from_args(FaithfulnessOptions, args)
+    assert opts == FaithfulnessOptions(
+        methods=("gradcam", "ablationcam"), fracs=(0.5, 0.7), metrics=("road",), limit=7,
+        steps=4, baseline=0.25, percentages=(20.0, 80.0), noise=0.0, n_boot=50, seed=3,
+        sanity=False, sanity_samples=5, sanity_seeds=2, sanity_draw="reset",
+        sanity_constant="nan", random_cells=(4,), use_saved=False, figures=False,
+        batch_size=9, split="val")
+    declared = {f.name for f in fields(FaithfulnessOptions) if "cli" in f.metadata}
+    assert declared == {f.name for f in fields(FaithfulnessOptions)} - {"alpha"}
+
+
+def test_run_takes_the_same_declarations_under_its_own_names() -> None:
+    args = build_parser().parse_args(["run", "--seed", "5", "--faithfulness-seed", "2",
+                                      "--layer", "gradcam=conv1d_1", "--no-sanity"])
+    faith = options_from_args(FaithfulnessOptions, args, prefix="faithfulness_",
+                              only=("fracs", "metrics", "baseline", "seed", "sanity"))
+    assert faith.seed == 2 and faith.sanity is False and args.seed == 5
+    explain = options_from_args(ExplainOptions, args, only=("methods", "layer", "score",
+                                                            "limit"))
+    assert explain.layer == {"gradcam": "conv1d_1"}
