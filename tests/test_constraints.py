@@ -46,7 +46,7 @@ def test_optional_values_and_the_message() -> None:
 
 def test_every_command_refuses_a_bad_count_the_same_way() -> None:
     """The same bad value through the recipe, explain, faithfulness and evaluate options."""
-    from cnnlens.evaluate.stage import EvaluateOptions
+    from cnnlens.evaluate.options import EvaluateOptions
     from cnnlens.explain.options import ExplainOptions
     from cnnlens.faithfulness.options import FaithfulnessOptions
     from cnnlens.train.recipes import get_recipe

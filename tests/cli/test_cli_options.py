@@ -8,12 +8,16 @@ import pytest
 
 from cnnlens.cli import build_parser
 from cnnlens.cli.options import options_from_args
+from cnnlens.evaluate.options import EvaluateOptions
 from cnnlens.explain.options import ExplainOptions
 from cnnlens.faithfulness.options import FaithfulnessOptions
+from cnnlens.report.options import ReportOptions
 
 
 @pytest.mark.parametrize(("argv", "cls"), [(["faithfulness", "RUN"], FaithfulnessOptions),
-                                           (["explain", "RUN"], ExplainOptions)])
+                                           (["explain", "RUN"], ExplainOptions),
+                                           (["evaluate", "RUN"], EvaluateOptions),
+                                           (["report", "RUN"], ReportOptions)])
 def test_a_bare_command_line_gives_the_dataclass_defaults(argv: list[str], cls: type) -> None:
     args = build_parser().parse_args(argv)
     assert options_from_args(cls, args) == cls()

@@ -10,11 +10,9 @@ from cnnlens.cli._common import (
     add_device_option,
     add_model_source_options,
     info,
-    positive_int,
     prepare_trained,
     skip_bad_data,
 )
-from cnnlens.data import SPLITS
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -22,12 +20,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
                        description="Accuracy, class-wise accuracy, ROC AUC, normalised "
                        "confusion matrix, precision/recall/F1 and example panels. The data's "
                        "classes must be the model's.")
+    from cnnlens.cli.options import add_options
+    from cnnlens.evaluate.options import EvaluateOptions
+
     p.add_argument("run_dir", metavar="RUN_DIR", help="run folder")
-    p.add_argument("--split", default="test", choices=SPLITS)
+    add_options(p, EvaluateOptions)  # the stage's own declarations
     p.add_argument("--data-dir", "--data", dest="data_dir", default=None,
                    help="data folder (or .npz), if not the run's")
-    p.add_argument("--batch-size", type=positive_int, default=256,
-                   help="samples per forward pass (256)")
     p.add_argument("--skip-bad", action="store_true", default=None,
                    help="skip unreadable images, listing them")
     add_device_option(p)
@@ -36,14 +35,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from cnnlens.cli.options import options_from_args
+    from cnnlens.evaluate.options import EvaluateOptions
     from cnnlens.evaluate.stage import evaluate_run
     from cnnlens.rundir.folder import RunDir
 
     prepare_trained(args)
     run = RunDir(args.run_dir)
     data = skip_bad_data(args)
-    m = evaluate_run(run, split=args.split, data_dir=args.data_dir, device=args.device,
-                     batch_size=args.batch_size, data=data)
+    opts = options_from_args(EvaluateOptions, args)
+    opts.validate()
+    m = evaluate_run(run, split=opts.split, data_dir=args.data_dir, device=args.device,
+                     batch_size=opts.batch_size, data=data)
     print_summary(m, run.eval_dir)
     return 0
 

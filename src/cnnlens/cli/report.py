@@ -7,7 +7,8 @@ from typing import Any
 
 
 def register(subparsers: Any) -> None:
-    from cnnlens.report.images import DEFAULT_MAX_IMAGE_PX
+    from cnnlens.cli.options import add_options
+    from cnnlens.report.options import ReportOptions
 
     p: argparse.ArgumentParser = subparsers.add_parser(
         "report",
@@ -17,18 +18,16 @@ def register(subparsers: Any) -> None:
         "command that produces them.",
     )
     p.add_argument("run_dir", metavar="RUN_DIR", help="a cnnlens run folder")
-    p.add_argument("--out", default=None, help="HTML file to write (default: RUN_DIR/report.html)")
-    p.add_argument("--max-image-px", type=int, default=DEFAULT_MAX_IMAGE_PX,
-                   help="downscale embedded figures larger than this many pixels "
-                   "(0: keep full size; default %(default)s)")
+    add_options(p, ReportOptions)  # the stage's own declarations
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    from cnnlens.report.stage import ReportOptions, run_stage
+    from cnnlens.cli.options import options_from_args
+    from cnnlens.report.options import ReportOptions
+    from cnnlens.report.stage import run_stage
     from cnnlens.rundir.folder import RunDir
 
-    path = run_stage(RunDir(args.run_dir), ReportOptions(out=args.out,
-                                                         max_image_px=args.max_image_px))
+    path = run_stage(RunDir(args.run_dir), options_from_args(ReportOptions, args))
     print(path, flush=True)
     return 0

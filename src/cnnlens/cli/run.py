@@ -23,6 +23,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from cnnlens.cli.options import add_options
     from cnnlens.explain.options import ExplainOptions
     from cnnlens.faithfulness.options import FaithfulnessOptions
+    from cnnlens.report.options import ReportOptions
 
     p = sub.add_parser(
         "run", help="train (or import), evaluate, explain, score and report in one go",
@@ -46,8 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_options(e, ExplainOptions, only=EXPLAIN_IN_RUN)  # the stages' own declarations
     add_options(e, FaithfulnessOptions, only=FAITHFULNESS_IN_RUN, prefix="faithfulness_",
                 flags={"seed": ("--faithfulness-seed",)})  # --seed is training's here
-    e.add_argument("--max-image-px", type=int, default=None,
-                   help="downscale report figures larger than this (0: full size)")
+    add_options(e, ReportOptions, only=("max_image_px",))
     p.set_defaults(func=main)
 
 
@@ -56,15 +56,13 @@ def options_from_args(args: argparse.Namespace) -> Any:
     from cnnlens.cli.options import options_from_args as stage_options
     from cnnlens.explain.options import ExplainOptions
     from cnnlens.faithfulness.options import FaithfulnessOptions
-    from cnnlens.report.images import DEFAULT_MAX_IMAGE_PX
-    from cnnlens.report.stage import ReportOptions
+    from cnnlens.report.options import ReportOptions
 
     explain = stage_options(ExplainOptions, args, only=EXPLAIN_IN_RUN)
     # methods, layer and limit follow explain's (the runner applies them)
     faithfulness = stage_options(FaithfulnessOptions, args, only=FAITHFULNESS_IN_RUN,
                                  prefix="faithfulness_")
-    report = ReportOptions(max_image_px=DEFAULT_MAX_IMAGE_PX if args.max_image_px is None
-                           else args.max_image_px)
+    report = stage_options(ReportOptions, args, only=("max_image_px",))
     return run_options_from_args(args, explain=explain, faithfulness=faithfulness,
                                  report=report)
 

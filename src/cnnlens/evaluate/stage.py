@@ -2,21 +2,21 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
 
-from cnnlens.constraints import POSITIVE_INT, check
-from cnnlens.data import SPLITS, TaskData
+from cnnlens.data import TaskData
 from cnnlens.device import resolve_device
 from cnnlens.distributed import setup
-from cnnlens.errors import CnnlensError, unknown_choice
+from cnnlens.errors import CnnlensError
 from cnnlens.evaluate import plots, summary_plots
 from cnnlens.evaluate.limits import bounded_dpi, many_classes
 from cnnlens.evaluate.metrics import classification_metrics
+from cnnlens.evaluate.options import EvaluateOptions
 from cnnlens.evaluate.predict import predict_proba
 from cnnlens.fileio import read_json, write_json, write_npz
 from cnnlens.plotting import save_figure
@@ -26,19 +26,6 @@ METRICS_FILE = "metrics.json"
 
 #: Resolution of the evaluation figures (before the ``MAX_FIGURE_PX`` bound).
 FIGURE_DPI = 110
-
-
-@dataclass(frozen=True)
-class EvaluateOptions:
-    """What the evaluate stage computes (``cnnlens evaluate`` options)."""
-
-    split: str = "test"
-    batch_size: int = 256
-
-    def validate(self) -> None:
-        if self.split not in SPLITS:
-            raise unknown_choice("split (--split)", self.split, SPLITS)
-        check(self.batch_size, "--batch-size", POSITIVE_INT)
 
 
 def is_done(run: RunDir, options: EvaluateOptions | None = None) -> bool:
@@ -58,10 +45,10 @@ def read_metrics(run: RunDir) -> dict[str, Any]:
 def evaluate_run(
     run: RunDir,
     *,
-    split: str = "test",
+    split: str = EvaluateOptions.split,
     data_dir: str | None = None,
     device: str = "auto",
-    batch_size: int = 256,
+    batch_size: int = EvaluateOptions.batch_size,
     data: TaskData | None = None,
 ) -> dict[str, Any]:
     """Write ``eval/metrics.json``, ``eval/predictions.npz`` and the figures; return metrics.

@@ -23,7 +23,7 @@ from cnnlens.constraints import FRACTION, NON_NEGATIVE_INT, check
 from cnnlens.data import SPLITS, DataConfig, TaskData, load_task
 from cnnlens.distributed import Ranks, setup
 from cnnlens.errors import CnnlensError, check_interrupted
-from cnnlens.evaluate.stage import EvaluateOptions
+from cnnlens.evaluate.options import EvaluateOptions
 from cnnlens.explain.stage import ExplainOptions
 from cnnlens.faithfulness.stage import FaithfulnessOptions
 from cnnlens.pipeline.config import make_config
@@ -32,7 +32,7 @@ from cnnlens.pipeline.keras_run import keras_run_config, write_imported
 from cnnlens.pipeline.stages import STAGE_NAMES, STAGES, StageCall
 from cnnlens.pipeline.trained import is_trained_source, trained_run_config
 from cnnlens.progress import Progress
-from cnnlens.report.stage import ReportOptions
+from cnnlens.report.options import ReportOptions
 from cnnlens.rundir import RunDir
 from cnnlens.train.loop import EpochHook
 

@@ -2,23 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from cnnlens.report.build import build_report
-from cnnlens.report.images import DEFAULT_MAX_IMAGE_PX, check_max_image_px
+from cnnlens.report.options import ReportOptions
 from cnnlens.rundir.folder import RunDir
-
-
-@dataclass(frozen=True)
-class ReportOptions:
-    """``cnnlens report`` options: where to write and how large embedded figures may be."""
-
-    out: str | None = None
-    max_image_px: int | None = DEFAULT_MAX_IMAGE_PX
-
-    def validate(self) -> None:
-        check_max_image_px(self.max_image_px)
 
 
 def is_done(run: RunDir, options: ReportOptions | None = None) -> bool:
