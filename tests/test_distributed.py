@@ -92,3 +92,29 @@ def test_step_loss_of_one_process_is_the_plain_mean() -> None:
     assert torch.equal(step.loss, expected)
     assert step.n == 3 and step.correct == 2 and not step.stop
     assert step.mean_loss == pytest.approx(expected.item())
+
+
+EXIT_SCRIPT = """
+import sys
+import cnnlens.distributed as d
+d._left_group = {left}
+print("written", end="")
+sys.stderr.write("said")
+d.exit_if_left_group(3)
+print(" and returned", end="")
+"""
+
+
+@pytest.mark.parametrize("left", [True, False])
+def test_a_worker_that_left_its_group_exits_at_once_with_its_streams_flushed(
+        left: bool) -> None:
+    """After the group is gone, a torchrun worker ends with its own status and everything it
+    printed, before interpreter teardown can meet a gloo thread still releasing tensors; a
+    process that never joined a group returns and exits normally."""
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-c", EXIT_SCRIPT.format(left=left)],
+                          capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout, proc.stderr) == (
+        (3, "written", "said") if left else (0, "written and returned", "said"))

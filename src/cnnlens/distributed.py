@@ -20,7 +20,10 @@ The rules every stage follows (see the README, "Running on several processes"):
 from __future__ import annotations
 
 import atexit
+import contextlib
+import logging
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
@@ -217,6 +220,7 @@ def _sampler_share(n: int, world: int, rank: int) -> np.ndarray:
 
 
 _created_group = False
+_left_group = False  # set once shutdown() destroyed the group created here
 
 
 def current() -> Ranks:
@@ -295,10 +299,33 @@ def _rank_device(device: torch.device) -> torch.device:
 
 def shutdown() -> None:
     """Leave the process group this module created (safe to call twice)."""
-    global _created_group
+    global _created_group, _left_group
     if _created_group and dist.is_initialized():
         dist.destroy_process_group()
+        _left_group = True
     _created_group = False
 
 
-__all__ = ["Ranks", "Shard", "current", "env_rank", "launched_world_size", "setup", "shutdown"]
+def exit_if_left_group(code: int) -> None:
+    """End this process now, with ``code``, if it left a process group it had created.
+
+    Gloo's worker threads outlive ``destroy_process_group``: a thread that finishes a
+    collective releases its tensors a moment after the caller's ``wait()`` returned, and
+    releasing a tensor made in Python takes the GIL. When that moment falls into the
+    interpreter's teardown, the thread is killed while unwinding and the whole process
+    aborts (``terminate called without an active exception``, SIGABRT), so torchrun
+    reports a finished job as failed. Every output is written and closed by now, so the
+    worker flushes its streams and skips the teardown. Processes that never joined a group
+    return and exit as usual.
+    """
+    if not _left_group:
+        return
+    logging.shutdown()
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # closed or broken: nothing to say
+            stream.flush()
+    os._exit(code)
+
+
+__all__ = ["Ranks", "Shard", "current", "env_rank", "exit_if_left_group", "launched_world_size",
+           "setup", "shutdown"]

@@ -85,6 +85,17 @@ def _ctrl_c_flag() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command; its exit status (a torchrun worker exits here, see
+    :func:`cnnlens.distributed.exit_if_left_group`)."""
+    code = _main(argv)
+    if "cnnlens.distributed" in sys.modules:  # imported by commands only, never by --help
+        from cnnlens.distributed import exit_if_left_group
+
+        exit_if_left_group(code)
+    return code
+
+
+def _main(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     try:
         args = parser.parse_args(argv)
