@@ -37,3 +37,8 @@ def require_path(path: Path) -> Path:
     if not path.exists():
         unavailable(f"{path} is absent")
     return path
+
+
+#: Class names that attack a page: markup, and mathtext for matplotlib.
+XSS = "<img src=x onerror=alert(1)>"
+MATH = "$x^2$"

@@ -49,7 +49,11 @@ def test_writes_self_describing_npz_per_method(run_dir: Path) -> None:
     summary = run_explain(run_dir, methods="gradcam,ablationcam", limit=20, figures=False)
     cams = RunDir(run_dir).cams_dir
     assert sorted(p.name for p in cams.iterdir()) == ["ablationcam.npz", "gradcam.npz",
-                                                       "summary.json"]
+                                                       "inputs.npz", "summary.json"]
+    assert summary["files"]["inputs"] == "inputs.npz"
+    with np.load(cams / "inputs.npz") as previews:
+        assert previews["indices"].tolist() == list(range(20))
+        assert previews["signals"].shape == (20, 1, 40)
     model, _ = RunDir(run_dir).load_model()
     x, y = _test_inputs(run_dir, 20)
     with torch.no_grad():

@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_report_browser import driver  # noqa: F401  (the shared headless-Chromium fixture)
 
 from cnnlens.pipeline.loose import explain_inputs
 from looseinputs import make_loose_images, save_builder
@@ -35,7 +34,7 @@ def inputs_page(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def page(driver: Any, inputs_page: Path) -> Any:  # noqa: F811
+def page(driver: Any, inputs_page: Path) -> Any:
     driver.get(inputs_page.as_uri())
     driver.execute_script("return document.readyState")
     return driver

@@ -15,7 +15,7 @@ from markupsafe import escape
 from PIL import Image
 
 from cnnlens.errors import CnnlensError
-from cnnlens.report import build, build_report
+from cnnlens.report import build, build_report, explorer
 
 IMG_SRC = re.compile(r"<img\b[^>]*\bsrc=\"([^\"]*)\"", re.IGNORECASE)
 HOSTILE = "<script>alert(1)</script>"
@@ -55,9 +55,13 @@ def test_report_is_self_contained(run_copy: Path) -> None:
     assert path == run_copy / "report.html"
     html = path.read_text(encoding="utf-8")
     lowered = html.lower()
-    for needle in ("http://", "https://", 'src="/', "<script", "<link", "@import", "url(",
+    for needle in ("http://", "https://", 'src="/', "<link", "@import", "url(",
                    "<iframe", "<object"):
         assert needle not in lowered, needle
+    # the only scripts: the explorer's data block (never run) and its script, byte for byte
+    assert re.findall(r"<script\b[^>]*>", html, re.IGNORECASE) == [
+        '<script type="application/json" id="explorer-data">', "<script>"]
+    assert f"<script>{explorer.script()}</script>" in html
     cams = json.loads((run_copy / "cams" / "summary.json").read_text())
     n_galleries = len(cams["figures"]["classes"]) + (1 if cams["figures"]["failures"] else 0)
     # learning curves, ROC, confusion, examples; CAM galleries; deletion/insertion, sanity
@@ -132,7 +136,8 @@ def test_hostile_class_names_are_escaped(run_copy: Path) -> None:
     _edit_json(run_copy / "cams" / "summary.json",
                lambda s: s["figures"]["classes"][0].update({"class": HOSTILE}))
     html = build_report(run_copy).read_text(encoding="utf-8")
-    assert "<script" not in html.lower()
+    assert HOSTILE.lower() not in html.lower()
+    assert html.lower().count("<script") == 2  # the explorer's data block and its script
     escaped = "&lt;script&gt;alert(1)&lt;/script&gt;"
     assert escaped in _section(html, "evaluation") and escaped in _section(html, "cams")
 

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_options(e, ExplainOptions, only=EXPLAIN_IN_RUN)  # the stages' own declarations
     add_options(e, FaithfulnessOptions, only=FAITHFULNESS_IN_RUN, prefix="faithfulness_",
                 flags={"seed": ("--faithfulness-seed",)})  # --seed is training's here
-    add_options(e, ReportOptions, only=("max_image_px",))
+    add_options(e, ReportOptions, only=("max_image_px", "explorer_limit"))
     p.set_defaults(func=main)
 
 
@@ -62,7 +62,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
     # methods, layer and limit follow explain's (the runner applies them)
     faithfulness = stage_options(FaithfulnessOptions, args, only=FAITHFULNESS_IN_RUN,
                                  prefix="faithfulness_")
-    report = stage_options(ReportOptions, args, only=("max_image_px",))
+    report = stage_options(ReportOptions, args, only=("max_image_px", "explorer_limit"))
     return run_options_from_args(args, explain=explain, faithfulness=faithfulness,
                                  report=report)
 

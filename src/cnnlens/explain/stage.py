@@ -30,6 +30,7 @@ from cnnlens.explain.api import explain_methods
 from cnnlens.explain.layers import default_layer, resolve_layer
 from cnnlens.explain.methods import normalize_maps, upsample_maps
 from cnnlens.explain.options import DEFAULT_METHODS, SCORES, ExplainOptions, resolve_methods
+from cnnlens.explain.previews import PREVIEWS_NAME, write_previews
 from cnnlens.fileio import read_json, write_json, write_npz
 from cnnlens.rundir.folder import RunDir, load_checked_data
 
@@ -125,7 +126,7 @@ def is_done(run: RunDir, options: ExplainOptions | None = None) -> bool:
     opts = options or ExplainOptions()
     done = run.current_output(run.cams_dir / SUMMARY_NAME, request=opts.request())
     files = (done or {}).get("files") or {}
-    return bool(files) and all(_readable(run.cams_dir / str(f)) for f in files.values())
+    return "inputs" in files and all(_readable(run.cams_dir / str(f)) for f in files.values())
 
 
 def _readable(path: Path) -> bool:
@@ -332,7 +333,8 @@ def _gathered(done: _Computed, shard: Any, plan: CamPlan, split: str,
 
 def _write(run: RunDir, opts: ExplainOptions, ds: Dataset[Any], cams: dict[str, dict[str, Any]],
            summary: dict[str, Any], progress: ProgressFn | None) -> dict[str, Any]:
-    """Figures, ``<method>.npz`` files and the summary (rank 0 only under torchrun)."""
+    """Figures, input previews, ``<method>.npz`` files and the summary (rank 0 only under
+    torchrun)."""
     if opts.figures:  # drawn before any file is written: an interrupt leaves nothing new
         from cnnlens.explain.figures import write_cam_figures
 
@@ -353,6 +355,10 @@ def _write(run: RunDir, opts: ExplainOptions, ds: Dataset[Any], cams: dict[str, 
             max_failures=opts.max_failures,
             progress=progress,
         )
+    first = next(iter(cams.values()))
+    write_previews(run.cams_dir / PREVIEWS_NAME, lambda i: ds[int(i)][0], first["indices"],
+                   summary["kind"])
+    summary["files"]["inputs"] = PREVIEWS_NAME
     for method, arrays in cams.items():
         write_npz(run.cams_dir / f"{method}.npz", **arrays)
     write_json(run.cams_dir / SUMMARY_NAME, summary)

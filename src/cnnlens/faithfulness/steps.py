@@ -306,8 +306,21 @@ def write(job: Job, results: dict[str, Any], scores: Scores, sanity_res: dict[st
         if plot_sanity(sanity_res, out / "sanity.png"):
             files["sanity"] = "sanity.png"
     results["files"] = files
+    results["per_sample"] = per_sample_json(per_sample, job.n)
     write_json(out / "results.json", results)
     return results
+
+
+def per_sample_json(per_sample: dict[str, dict[str, np.ndarray]], n: int) -> dict[str, Any]:
+    """Every sample's value of every output, by method and metric key (unscaled, as in
+    ``per_sample.npz``), so that a reader of ``results.json`` can sort and filter samples
+    without a second file; non-finite values are null."""
+    def column(v: np.ndarray) -> list[float | None]:
+        return [float(x) if np.isfinite(x) else None for x in np.asarray(v, np.float64)]
+
+    return {"indices": list(range(n)),
+            "values": {label: {key: column(v) for key, v in vals.items()}
+                       for label, vals in per_sample.items()}}
 
 
 def passes(metric: str, steps: int, n_percentages: int) -> int:

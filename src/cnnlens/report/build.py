@@ -10,13 +10,15 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from markupsafe import Markup
 
 from cnnlens import __version__
 from cnnlens.errors import CnnlensError
 from cnnlens.fileio import atomic_write
-from cnnlens.report import cam_sections, run_sections
+from cnnlens.report import cam_sections, explorer, run_sections
 from cnnlens.report.images import DEFAULT_MAX_IMAGE_PX, check_max_image_px
-from cnnlens.report.model import ERROR, Ctx, Section
+from cnnlens.report.model import ERROR, OK, Ctx, Section
+from cnnlens.report.options import DEFAULT_EXPLORER_LIMIT
 from cnnlens.rundir.folder import RunDir
 
 log = logging.getLogger(__name__)
@@ -30,6 +32,7 @@ SECTIONS: dict[str, tuple[str, Callable[[Ctx], Section]]] = {
     "evaluation": ("Evaluation", run_sections.evaluation),
     "cams": ("Class activation maps", cam_sections.cams),
     "faithfulness": ("Faithfulness", cam_sections.faithfulness),
+    "explorer": (explorer.TITLE, explorer.section),
     "timings": ("Timings", run_sections.timings),
 }
 
@@ -41,17 +44,19 @@ _SECTION_ERRORS = (CnnlensError, KeyError, TypeError, ValueError, IndexError, At
 def build_report(
     run_dir: str | Path, *, out: str | Path | None = None,
     max_image_px: int | None = DEFAULT_MAX_IMAGE_PX,
+    explorer_limit: int = DEFAULT_EXPLORER_LIMIT,
 ) -> Path:
     """Write ``RUN/report.html`` (or ``out``) from the run's artifacts; return its path.
 
     Figures are embedded as PNG data URIs, downscaled to fit ``max_image_px`` (0 or None
-    keeps full size). Sections whose stage has not run say so, with the command that
+    keeps full size); the explorer shows the first ``explorer_limit`` explained samples (0:
+    no explorer). Sections whose stage has not run say so, with the command that
     produces them. The file appears only complete: a failure leaves the old one in place.
     """
     run = RunDir(run_dir)
     config = run.read_config()
     ctx = Ctx(path=run.path, max_px=check_max_image_px(max_image_px), config=config,
-              meta=_model_meta(run))
+              meta=_model_meta(run), explorer_limit=explorer_limit)
     target = Path(out) if out is not None else run.report_path
     if target.is_dir():
         raise CnnlensError(f"--out {target}: is a folder; give the HTML file's path")
@@ -91,6 +96,7 @@ def collect(ctx: Ctx) -> dict[str, Any]:
             log.warning("report: section %s skipped: %s", title, exc)
             sections.append(Section(sid, title, status=ERROR,
                                     message=f"could not be built: {exc}"))
+    scripted = any(s.id == "explorer" and s.status == OK for s in sections)
     task = ctx.config.get("task", "?")
     model = ctx.config.get("model", "?")
     return {
@@ -100,7 +106,17 @@ def collect(ctx: Ctx) -> dict[str, Any]:
         "version": __version__,
         "header": run_sections.header(ctx),
         "sections": sections,
+        "csp": Markup(csp(scripted)),  # our constants and a hash: no data
+        "script": Markup(explorer.script()) if scripted else None,
     }
+
+
+def csp(scripted: bool) -> str:
+    """The page's policy: nothing loads but ``data:`` images; the one script, when the page
+    has the explorer, is admitted by its hash (never ``'unsafe-inline'``)."""
+    script = f"script-src {explorer.script_hash()}; " if scripted else ""
+    return (f"default-src 'none'; img-src data:; style-src 'unsafe-inline'; {script}"
+            "base-uri 'none'; form-action 'none'")
 
 
 def environment() -> jinja2.Environment:

@@ -30,12 +30,13 @@ class Section:
 
 @dataclass(frozen=True)
 class Ctx:
-    """What every section builder needs: the run folder and the figure size limit."""
+    """What every section builder needs: the run folder, its config and the size limits."""
 
     path: Path
     max_px: int | None
     config: dict[str, Any]
     meta: dict[str, Any]  # checkpoints/model.json, {} when absent
+    explorer_limit: int | None = None  # samples in the explorer (None: all, 0: none)
 
     def figure(self, rel: str, caption: str, *, photo: bool = False) -> Figure:
         """Embed ``rel``; ``photo`` figures (image tiles, CAM overlays) may be lossy WebP."""

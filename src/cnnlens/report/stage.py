@@ -18,7 +18,8 @@ def run_stage(run: RunDir, options: ReportOptions) -> Path:
     """Write the report (atomically) and return its path."""
     options.validate()
     with run.lock():
-        return build_report(run.path, out=options.out, max_image_px=options.max_image_px)
+        return build_report(run.path, out=options.out, max_image_px=options.max_image_px,
+                            explorer_limit=options.explorer_limit)
 
 
 __all__ = ["ReportOptions", "is_done", "run_stage"]
