@@ -125,6 +125,8 @@ def test_signals_from_npy_and_npz(tmp_path: Path) -> None:
     assert names[0].endswith("one.npy") and names[1].endswith("many.npy[0]")
     assert names[-1].endswith("pack.npz:b") and names[-2].endswith("pack.npz:a[1]")
     assert len(list((out / "overlays").glob("*__gradcam.png"))) == 7
+    page = (out / "index.html").read_text()  # lengths 30, 25 and 40: no shared explorer
+    assert "No explorer: it needs inputs of one kind" in page and "<script>" not in page
 
 
 def test_target_by_name_and_a_bad_target(folder: Path, model: tuple[str, Path],

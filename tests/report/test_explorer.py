@@ -8,6 +8,7 @@ import hashlib
 import json
 import re
 import shutil
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,7 @@ from scipy.stats import spearmanr
 
 from cnnlens.report.build import build_report
 from cnnlens.report.explorer import (
+    coarsened,
     disagreement,
     metric_series,
     quantised_maps,
@@ -58,6 +60,16 @@ def test_resize_is_the_engines_linear_upsampling(src: tuple[int, ...],
     ref = torch.nn.functional.interpolate(torch.from_numpy(maps)[:, None], size=dst, mode=mode,
                                           align_corners=False)[:, 0].numpy()
     np.testing.assert_allclose(resize_linear(maps, dst), ref, rtol=1e-12, atol=1e-12)
+
+
+def test_fine_maps_travel_as_block_means_and_coarse_ones_as_they_are() -> None:
+    maps = np.arange(2 * 112 * 7, dtype=np.float64).reshape(2, 112, 7)
+    small = coarsened(maps, 64)
+    assert small.shape == (2, 56, 7)
+    np.testing.assert_allclose(small, maps.reshape(2, 56, 2, 7).mean(axis=2))
+    odd = coarsened(np.arange(5.0).reshape(1, 5), 2)  # factor 3, last block padded by its edge
+    np.testing.assert_allclose(odd, [[1.0, 11 / 3]])
+    assert np.array_equal(coarsened(maps, 112), maps)
 
 
 def test_disagreement_is_one_minus_the_mean_spearman_correlation() -> None:
@@ -123,8 +135,10 @@ def test_report_embeds_the_explorer_and_admits_its_script_by_hash(tiny_run: Path
     n = len(results["per_sample"]["indices"])  # faithfulness scored the first 40 only
     assert drop["values"]["gradcam"][:n] == values["gradcam"][drop["key"]]
     assert drop["values"]["gradcam"][n:] == [None] * (60 - n)
-    q = base64.b64decode(d["maps"]["gradcam"]["data"])
-    assert len(q) == 60 * int(np.prod(d["maps"]["gradcam"]["shape"]))
+    q = zlib.decompress(base64.b64decode(d["maps"]["gradcam"]["deflate"]))
+    assert d["maps"]["gradcam"]["shape"] == d["maps"]["gradcam"]["cells"] == [40]
+    np.testing.assert_array_equal(np.frombuffer(q, np.uint8).reshape(60, 40),
+                                  quantised_maps(cams["raw"][:60].reshape(60, -1)))
 
 
 def test_explorer_limit_keeps_the_first_samples_and_zero_leaves_it_out(

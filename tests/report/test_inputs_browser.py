@@ -1,12 +1,14 @@
 """The ``explain --inputs`` page in headless Chromium: offline, policy kept, names literal.
 
 Asserted from the live page: every overlay decoded (``naturalWidth > 0``), nothing loaded
-but ``data:`` URLs, the stylesheet applied under a policy without ``'unsafe-inline'``, no
+but ``data:`` URLs, the stylesheet and the explorer's script admitted by their hashes under a
+policy without ``'unsafe-inline'``, the explorer listing every input with its AUCs, no
 console error, and a file named like markup shown as text, never run.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -57,7 +59,9 @@ def test_policy_holds_and_nothing_loads(page: Any) -> None:
     csp = page.execute_script(
         "return document.querySelector('meta[http-equiv=\"Content-Security-Policy\"]').content")
     assert "default-src 'none'" in csp and "img-src data:" in csp
-    assert "unsafe-inline" not in csp and "script-src" not in csp
+    assert "unsafe-inline" not in csp
+    script = next(p.strip() for p in csp.split(";") if p.strip().startswith("script-src"))
+    assert script.startswith("script-src 'sha256-") and script.count("'") == 2
     # the hashed stylesheet applied: the flex rows are laid out
     display = page.execute_script(
         "return getComputedStyle(document.querySelector('.row')).display")
@@ -77,3 +81,31 @@ def test_hostile_names_show_literally_and_never_run(page: Any) -> None:
     assert page.execute_script("return document.querySelectorAll('img[src=\"x\"]').length") == 0
     with pytest.raises(NoAlertPresentException):
         page.switch_to.alert.text  # noqa: B018  (raises when no alert fired)
+
+
+def test_the_explorer_lists_every_input_and_sorts_by_its_aucs(page: Any, inputs_page: Path
+                                                              ) -> None:
+    ready = "const a = document.getElementById('explorer-app'); return a && a.dataset.ready"
+    assert page.execute_script(ready)
+    count = page.execute_script("return document.getElementById('explorer-count').textContent")
+    assert count == "7 of 7 samples"
+    # no labels: no true-class or correctness filter to offer
+    assert page.execute_script("return document.getElementById('explorer-true')") is None
+    summary = json.loads((inputs_page.parent / "summary.json").read_text())
+    assert summary["n"] == 7
+    rows = (inputs_page.parent / "predictions.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    col = header.index("gradcam_deletion_auc")
+    want = {k: float(r.split(",")[col]) for k, r in enumerate(rows[1:])}
+    page.execute_script(
+        "const s = document.getElementById('explorer-sort');"
+        "s.value = 'metric|deletion_auc|gradcam'; s.dispatchEvent(new Event('change'));")
+    cards = page.execute_script(
+        "return Array.from(document.querySelectorAll('#explorer-cards .card'))"
+        ".map(c => [Number(c.dataset.index), Number(c.dataset.value)])")
+    assert [i for i, _ in cards] == sorted(want, key=lambda k: (want[k], k))
+    assert all(abs(v - want[i]) <= 1e-6 * max(1.0, abs(want[i])) for i, v in cards)
+    names = page.execute_script(
+        "return Array.from(document.querySelectorAll('#explorer-cards .name'))"
+        ".map(e => e.textContent.trim())")
+    assert any(n.endswith(f"/{XSS}.png") for n in names)  # text, as the file is named

@@ -11,11 +11,13 @@ is written last and atomically: an ``index.html`` only exists once everything is
 
 from __future__ import annotations
 
+import base64
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from cnnlens.data.loose import Sample, input_kind, read_class_names, read_inputs, scan_inputs
@@ -26,6 +28,7 @@ from cnnlens.explain.figures import safe_filename
 from cnnlens.explain.layers import default_layer, resolve_layer
 from cnnlens.explain.options import DEFAULT_METHODS, SCORES, resolve_methods
 from cnnlens.explain.overlay import image_overlay, image_uint8, png_bytes, signal_overlay_png
+from cnnlens.explain.previews import display_rgb, thin_signal, webp_thumbnail
 from cnnlens.faithfulness.label_free import (
     DEFAULT_BASELINE,
     DEFAULT_STEPS,
@@ -223,12 +226,14 @@ def _explain_all(ready: ReadyModel, samples: list[Sample], out: Path, *,
         t = time.perf_counter()
         x = torch.stack([samples[i].x for i in idx]).to(dev)
         maps: dict[str, torch.Tensor] = {}
+        raws: dict[str, np.ndarray] = {}
         logits = raw_shape = None
         for name, ms in by_layer.items():
             res = explain_methods(ready.module, x, layer=name, methods=ms, targets=target,
                                   score=score)
             for m in ms:
                 maps[m] = res[m].maps.detach().cpu()
+                raws[m] = res[m].raw.detach().float().cpu().numpy()
             first = res[ms[0]]
             logits = first.logits.detach().float().cpu() if logits is None else logits
             raw_shape = raw_shape or tuple(first.raw.shape[1:])
@@ -243,6 +248,8 @@ def _explain_all(ready: ReadyModel, samples: list[Sample], out: Path, *,
                            [(int(c), float(p)) for c, p in zip(top.indices[j], top.values[j],
                                                                strict=True)])
                  for j, i in enumerate(idx)]
+        for j, rec in enumerate(batch):
+            rec.raw = {m: r[j] for m, r in raws.items()}
         timings["cams"] += time.perf_counter() - t
         if progress is not None:
             progress("cams", done + len(idx), n)
@@ -293,9 +300,12 @@ def _draw(rec: Explained, x: torch.Tensor, maps: dict[str, torch.Tensor], out: P
     if rec.kind == "image":
         rgb = image_uint8(x)
         rec.input_uri, rec.size = webp_uri(rgb), (rgb.shape[1], rgb.shape[0])
+        rec.preview = "data:image/webp;base64," + base64.b64encode(
+            webp_thumbnail(display_rgb(x.float().numpy()))).decode("ascii")
     else:
         png = signal_overlay_png(x, None)
         rec.input_uri, rec.size = png_uri(png), _png_size(png)
+        rec.preview = thin_signal(x.float().numpy().reshape(x.shape[0], -1))
     for method, m in maps.items():
         rel = f"overlays/{rec.safe}__{method}.png"
         if rec.kind == "image":

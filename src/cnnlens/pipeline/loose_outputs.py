@@ -17,6 +17,7 @@ import numpy as np
 
 from cnnlens.faithfulness.label_free import describe
 from cnnlens.fileio import atomic_write, write_json
+from cnnlens.report.explorer import ExplorerData, legend, payload, series
 from cnnlens.report.inputs_page import write_inputs_page
 
 RANDOM = "random"
@@ -37,6 +38,8 @@ class Explained:
     input_uri: str = ""
     uris: dict[str, str] = field(default_factory=dict)  # method -> data URI
     size: tuple[int, int] = (0, 0)  # width, height of its pictures
+    raw: dict[str, np.ndarray] = field(default_factory=dict)  # method -> layer-res map
+    preview: str | np.ndarray = ""  # the explorer's thumbnail URI, or the (thinned) signal
 
 
 def text_cell(value: str) -> str:
@@ -124,8 +127,39 @@ def write_outputs(out: Path, records: Sequence[Explained], *, methods: Sequence[
     write_inputs_page(out / "index.html", {
         "title": "cnnlens: explained inputs", "header": header, "summary": summary_rows,
         "choices": choices, "bad": list(bad), "skipped": list(skipped),
-        "inputs": [_page_item(r, methods, labels) for r in records]})
+        "inputs": [_page_item(r, methods, labels) for r in records],
+        "explorer": explorer_section(records, methods, labels)})
     return summary
+
+
+def explorer_section(records: Sequence[Explained], methods: Sequence[str],
+                     labels: Sequence[str]) -> dict[str, Any] | None:
+    """The page's explorer (every input, every map, sortable by its AUCs), or a note when
+    the inputs cannot share one (images and signals mixed, or maps of different shapes)."""
+    if not records:
+        return None
+    kinds = {r.kind for r in records}
+    shapes = {tuple(r.raw[m].shape for m in methods) for r in records}
+    previews = {np.shape(r.preview) for r in records if r.kind == "signal"}
+    if len(kinds) > 1 or len(shapes) > 1 or len(previews) > 1:
+        return {"payload": None, "note": "No explorer: it needs inputs of one kind whose "
+                "maps share one shape (these mix images and signals, or sizes)."}
+    names = list(labels)
+    values = {m: {key: [r.auc[m][key] if r.auc else None for r in records]
+                  for key in ("deletion_auc", "insertion_auc")} for m in methods}
+    data = ExplorerData(
+        kind=records[0].kind, class_names=names, methods=list(methods),
+        indices=np.arange(len(records)), labels=np.full(len(records), -1),
+        predicted=np.asarray([r.top[0][0] for r in records]),
+        confidence=np.asarray([r.top[0][1] for r in records]),
+        raw={m: np.stack([r.raw[m] for r in records]) for m in methods},
+        names=[r.name for r in records], total=len(records),
+        metrics=series(values, ["deletion_auc", "insertion_auc"]) if records[0].auc else [])
+    if data.kind == "image":
+        data.thumbs = [str(r.preview) for r in records]
+    else:
+        data.signals = np.stack([np.asarray(r.preview, np.float32) for r in records])
+    return {"payload": payload(data), "note": None, "legend": legend(labelled=False)}
 
 
 def write_summary(out: Path, summary: Mapping[str, Any]) -> None:

@@ -108,6 +108,7 @@ def collect(ctx: Ctx) -> dict[str, Any]:
         "sections": sections,
         "csp": Markup(csp(scripted)),  # our constants and a hash: no data
         "script": Markup(explorer.script()) if scripted else None,
+        "explorer_css": Markup(explorer.style()),
     }
 
 

@@ -1,14 +1,14 @@
 """The Explorer: every explained sample, every method's map over it, filtered and sorted in
 the page.
 
-The data travel as one JSON block that the page's script (``templates/explorer.js``)
-colours and upsamples on canvases: maps at the layer's resolution, min-max scaled and
-quantised to one byte; image inputs as small WebP thumbnails (``cams/inputs.npz``); signals
-quantised to one byte per point. Per-sample faithfulness values come from
-``faithfulness/results.json``, exactly as written there, so that sorting in the page orders
-samples by those numbers. The script is admitted by its sha256 hash in the page's
-Content-Security-Policy; class and file names are JSON strings that the script writes as
-text, never as markup.
+The data travel as one JSON block that the page's script (``templates/explorer.js``) colours
+and upsamples on canvases: maps at the layer's resolution (block means beyond
+:data:`MAX_CELLS` a side), min-max scaled, quantised to one byte and deflated; image inputs
+as small WebP thumbnails (``cams/inputs.npz``); signals quantised to one byte per point.
+Per-sample faithfulness values come from ``faithfulness/results.json``, exactly as written
+there, so that sorting in the page orders samples by those numbers. The script is admitted
+by its sha256 hash in the page's Content-Security-Policy; class and file names are JSON
+strings that the script writes as text, never as markup.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import zipfile
+import zlib
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -32,9 +33,13 @@ from cnnlens.report.model import Ctx, Section, as_dict, as_list, not_run
 
 TITLE = "Explorer"
 SCRIPT = "explorer.js"
+STYLE = "explorer.css"
 PREVIEWS = "cams/inputs.npz"
 #: The colour map of every CAM figure (matplotlib's name), sent as a 256-entry table.
 CMAP = "jet"
+#: Longest map axis sent (images, signals): finer maps travel as block means. At 56 x 56
+#: cells, 496 tiles x 3 maps stay near 3 MB deflated; a card is 104 px wide.
+MAX_CELLS = (64, 512)
 #: Map opacity over the input when the page opens (the galleries' blend).
 ALPHA = 0.45
 
@@ -74,6 +79,23 @@ def quantised_maps(raw: np.ndarray) -> np.ndarray:
     ok = span > 0
     scaled = np.where(ok, (flat - lo) / np.where(ok, span, 1.0), 0.0)
     return np.rint(np.nan_to_num(scaled) * 255.0).astype(np.uint8)
+
+
+def coarsened(maps: np.ndarray, max_cells: int) -> np.ndarray:
+    """``(N, *S)`` with every axis longer than ``max_cells`` shrunk by the smallest whole
+    factor that fits, as block means (the last block padded by its edge)."""
+    out = np.asarray(maps, dtype=np.float64)
+    for axis in range(1, out.ndim):
+        size = out.shape[axis]
+        if size <= max_cells:
+            continue
+        f = -(-size // max_cells)
+        pad = [(0, 0)] * out.ndim
+        pad[axis] = (0, (-size) % f)
+        out = np.pad(out, pad, mode="edge")
+        shape = (*out.shape[:axis], out.shape[axis] // f, f, *out.shape[axis + 1:])
+        out = out.reshape(shape).mean(axis=axis + 1)
+    return out
 
 
 def quantised_signals(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -134,17 +156,26 @@ def metric_series(results: dict[str, Any], methods: list[str], indices: np.ndarr
     where = {int(i): k for k, i in enumerate(as_list(per_sample.get("indices")))
              if isinstance(i, int) and not isinstance(i, bool)}
     rows = [where.get(int(i)) for i in indices]
-    specs = _output_specs()
     keys = [str(k) for k in as_list(results.get("metric_keys"))] or list(
         dict.fromkeys(k for per in values.values() for k in as_dict(per)))
-    out = []
-    for key in keys:
-        per_method: dict[str, list[Any]] = {}
-        for m in methods:
+    aligned: dict[str, dict[str, list[Any]]] = {}
+    for m in methods:
+        for key in keys:
             column = as_list(as_dict(values.get(m)).get(key))
             if column:
-                per_method[m] = [_number(column[r]) if r is not None and r < len(column)
-                                 else None for r in rows]
+                aligned.setdefault(m, {})[key] = [
+                    column[r] if r is not None and r < len(column) else None for r in rows]
+    return series(aligned, keys)
+
+
+def series(values: dict[str, dict[str, list[Any]]], keys: list[str]) -> list[dict[str, Any]]:
+    """Per-sample values ``{method: {key: [value or None]}}`` as the explorer's metric list:
+    ``{key, label, digits, scale, higher, values: {method: [...]}}`` per key that has any."""
+    specs = _output_specs()
+    out = []
+    for key in keys:
+        per_method = {m: [_number(v) for v in per[key]] for m, per in values.items()
+                      if key in per}
         if not per_method:
             continue
         spec = specs.get(key.partition("@")[0])
@@ -159,8 +190,13 @@ def payload(d: ExplorerData) -> dict[str, Any]:
     """The JSON the page's script reads (see the module docstring)."""
     maps = {}
     for m in d.methods:
-        q = quantised_maps(d.raw[m])
-        maps[m] = {"shape": [int(s) for s in d.raw[m].shape[1:]], "data": _b64(q)}
+        raw = d.raw[m]
+        if d.kind == "signal":  # (N, L, 1) of a signal model written with Conv2d: along L
+            raw = raw.reshape(raw.shape[0], -1)
+        small = coarsened(raw, MAX_CELLS[d.kind == "signal"])
+        data = zlib.compress(quantised_maps(small).tobytes(), 9)
+        maps[m] = {"shape": [int(s) for s in small.shape[1:]],
+                   "cells": [int(s) for s in raw.shape[1:]], "deflate": _b64(data)}
     out: dict[str, Any] = {
         "kind": d.kind, "split": d.split, "classes": list(d.class_names),
         "methods": list(d.methods), "total": int(d.total or len(d.indices)),
@@ -169,7 +205,8 @@ def payload(d: ExplorerData) -> dict[str, Any]:
         "conf": [round(float(c), 4) if np.isfinite(c) else None for c in d.confidence],
         "maps": maps, "metrics": d.metrics, "alpha": ALPHA, "cmap": _b64(colour_table()),
     }
-    dis = disagreement(d.raw)
+    dis = disagreement({m: (r.reshape(r.shape[0], -1) if d.kind == "signal" else r)
+                        for m, r in d.raw.items()})
     if dis is not None:
         out["disagreement"] = [None if not np.isfinite(v) else round(float(v), 4) for v in dis]
     if d.names is not None:
@@ -197,10 +234,21 @@ def script() -> str:
     return resources.files("cnnlens.report").joinpath("templates", SCRIPT).read_text("utf-8")
 
 
-def script_hash() -> str:
-    """The CSP source that admits :func:`script` inline: ``'sha256-…'``."""
-    digest = hashlib.sha256(script().encode("utf-8")).digest()
+@cache
+def style() -> str:
+    """The explorer's stylesheet rules, added to each page's own."""
+    return resources.files("cnnlens.report").joinpath("templates", STYLE).read_text("utf-8")
+
+
+def sha256_source(text: str) -> str:
+    """The CSP source that admits ``text`` as an inline script or style: ``'sha256-…'``."""
+    digest = hashlib.sha256(text.encode("utf-8")).digest()
     return "'sha256-" + base64.b64encode(digest).decode("ascii") + "'"
+
+
+def script_hash() -> str:
+    """The CSP source that admits :func:`script` inline."""
+    return sha256_source(script())
 
 
 def section(ctx: Ctx) -> Section:
@@ -213,9 +261,34 @@ def section(ctx: Ctx) -> Section:
                        message="left out of this report (--explorer-limit 0)")
     data = run_data(ctx, summary)
     shown, total = len(data.indices), data.total
-    note = (f"The first {shown} of {total} explained samples (--explorer-limit {shown})."
-            if shown < total else None)
-    return Section("explorer", TITLE, data={"payload": payload(data), "note": note})
+    notes = [f"The first {shown} of {total} explained samples (--explorer-limit {shown})."
+             if shown < total else "", coarse_note(data)]
+    return Section("explorer", TITLE, data={"payload": payload(data),
+                                            "note": " ".join(n for n in notes if n) or None,
+                                            "legend": legend(labelled=True)})
+
+
+def coarse_note(d: ExplorerData) -> str:
+    """Which methods' maps the explorer draws from block means, and why; '' if none."""
+    limit = MAX_CELLS[d.kind == "signal"]
+    coarse = {m: r.shape[1:] for m, r in d.raw.items()
+              if d.kind != "signal" and max(r.shape[1:], default=0) > limit}
+    if not coarse:
+        return ""
+    sizes = "; ".join(f"{m} {' × '.join(map(str, shape))}" for m, shape in coarse.items())
+    return (f"Maps finer than {limit} cells a side ({sizes}) are drawn here from block means "
+            "to keep the page small; the galleries above and cams/*.npz keep every cell.")
+
+
+def legend(*, labelled: bool) -> str:
+    """What the explorer offers, in a sentence or four (``labelled``: true classes known)."""
+    filters = "by true and predicted class and by correct or wrong" if labelled else \
+        "by predicted class"
+    return (f"Every explained {'sample' if labelled else 'input'} with each method's map over "
+            f"it. Filter {filters}; sort by confidence, by how much the methods disagree, or "
+            "by any per-sample faithfulness value computed. Click a card (or press Enter) to "
+            "enlarge it; in the enlarged view ← and → step through the list and Esc closes "
+            "it. The address keeps the view, so a link to it shows the same cards.")
 
 
 def run_data(ctx: Ctx, summary: dict[str, Any]) -> ExplorerData:
@@ -300,10 +373,28 @@ def _number(v: Any) -> float | None:
     return f if np.isfinite(f) else None
 
 
-def _b64(a: np.ndarray) -> str:
-    return base64.b64encode(np.ascontiguousarray(a, dtype=np.uint8).tobytes()).decode("ascii")
+def _b64(a: np.ndarray | bytes) -> str:
+    raw = a if isinstance(a, bytes) else np.ascontiguousarray(a, dtype=np.uint8).tobytes()
+    return base64.b64encode(raw).decode("ascii")
 
 
-__all__ = ["ExplorerData", "colour_table", "disagreement", "metric_series",
-           "payload", "quantised_maps", "resize_linear", "run_data", "script", "script_hash",
-           "section"]
+__all__ = [
+    "MAX_CELLS",
+    "ExplorerData",
+    "coarse_note",
+    "coarsened",
+    "colour_table",
+    "disagreement",
+    "legend",
+    "metric_series",
+    "payload",
+    "quantised_maps",
+    "resize_linear",
+    "run_data",
+    "script",
+    "script_hash",
+    "section",
+    "series",
+    "sha256_source",
+    "style",
+]

@@ -2,15 +2,14 @@
 
 Same rules as the run report (DESIGN §7): jinja2 with autoescaping (file and class names are
 data, never markup), figures as ``data:`` URIs, written atomically. The Content-Security-
-Policy is stricter still: the page's one stylesheet is allowed by its sha256 hash, so the
-policy needs no ``'unsafe-inline'`` at all, and no script can run.
+Policy is stricter still: the page's one stylesheet is allowed by its sha256 hash, as is the
+explorer's script, so the policy needs no ``'unsafe-inline'`` at all.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as _dt
-import hashlib
 import io
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -22,7 +21,9 @@ from PIL import Image
 
 from cnnlens import __version__
 from cnnlens.fileio import atomic_write
+from cnnlens.report import explorer
 from cnnlens.report.build import environment
+from cnnlens.report.explorer import sha256_source
 
 TEMPLATE = "inputs.html"
 #: Overlays are photo-like: WebP at this quality keeps 500 inputs x 4 pictures near 20 MB.
@@ -47,10 +48,11 @@ code { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monospace; fo
 """
 
 
-def csp(css: str = CSS) -> str:
-    """The page's policy: nothing may load but ``data:`` images and this stylesheet."""
-    digest = base64.b64encode(hashlib.sha256(css.encode("utf-8")).digest()).decode("ascii")
-    return (f"default-src 'none'; img-src data:; style-src 'sha256-{digest}'; "
+def csp(css: str = CSS, script: str | None = None) -> str:
+    """The page's policy: nothing may load but ``data:`` images, this stylesheet and, when
+    the page has the explorer, its script; both admitted by their sha256 hashes."""
+    scripts = f"script-src {sha256_source(script)}; " if script is not None else ""
+    return (f"default-src 'none'; img-src data:; style-src {sha256_source(css)}; {scripts}"
             "base-uri 'none'; form-action 'none'")
 
 
@@ -70,12 +72,16 @@ def write_inputs_page(path: str | Path, context: Mapping[str, Any]) -> Path:
     """Render :data:`TEMPLATE` with ``context`` to ``path``; the file appears only complete.
 
     ``context`` holds ``title``, ``header`` (key/value rows), ``methods``, ``summary``,
-    ``choices``, ``bad``, ``skipped`` and ``inputs`` (see the template); the policy, the
-    stylesheet and the generation time are added here.
+    ``choices``, ``bad``, ``skipped``, ``inputs`` and ``explorer`` (see the template); the
+    policy, the stylesheet, the script and the generation time are added here.
     """
     target = Path(path)
     template = environment().get_template(TEMPLATE)
-    full = {**context, "css": Markup(CSS), "csp": csp(CSS), "version": __version__,
+    scripted = bool((context.get("explorer") or {}).get("payload"))
+    css = CSS + explorer.style()
+    code = explorer.script() if scripted else None
+    full = {**context, "css": Markup(css), "csp": Markup(csp(css, code)),
+            "script": Markup(code) if code else None, "version": __version__,
             "generated": _dt.datetime.now().isoformat(timespec="seconds")}
     atomic_write(target, lambda fh: _write_chunks(fh, template.generate(**full)))
     return target
