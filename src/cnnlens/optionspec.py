@@ -14,7 +14,7 @@ from typing import Any
 
 #: How a flag's text becomes the field's value (the CLI maps each name to a function).
 PARSERS = ("str", "int", "float", "positive_int", "non_negative_int", "number_or_name",
-           "layer", "list")
+           "layer", "list", "switch")
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,9 @@ class Flag:
     """An option on the command line: its flags, help, and how its text is read.
 
     ``parse="list"`` accepts ``a b``, ``a,b`` or both (for ``nargs="+"`` fields); ``negate``
-    shows a boolean that defaults to True as ``--no-...`` (the flag turns it off).
+    shows a boolean that defaults to True as ``--no-...`` (the flag turns it off);
+    ``parse="switch"`` is a flag without a value for a field whose default is None (not
+    given: None; given: True, or False with ``negate``).
     """
 
     flags: tuple[str, ...]

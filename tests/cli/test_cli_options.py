@@ -12,6 +12,7 @@ from cnnlens.evaluate.options import EvaluateOptions
 from cnnlens.explain.options import ExplainOptions
 from cnnlens.faithfulness.options import FaithfulnessOptions
 from cnnlens.report.options import ReportOptions
+from cnnlens.train.options import TRAINING_FIELDS, TrainingOverrides
 
 
 @pytest.mark.parametrize(("argv", "cls"), [(["faithfulness", "RUN"], FaithfulnessOptions),
@@ -51,3 +52,32 @@ def test_run_takes_the_same_declarations_under_its_own_names() -> None:
     explain = options_from_args(ExplainOptions, args, only=("methods", "layer", "score",
                                                             "limit"))
     assert explain.layer == {"gradcam": "conv1d_1"}
+
+
+@pytest.mark.parametrize("command", ["train", "run"])
+def test_training_overrides_are_the_dataclass_fields_for_train_and_run(command: str) -> None:
+    bare = build_parser().parse_args([command])
+    assert options_from_args(TrainingOverrides, bare) == TrainingOverrides()  # all None
+    args = build_parser().parse_args([
+        command, "--epochs", "3", "--batch-size", "16", "--lr", "0.5", "--momentum", "0.9",
+        "--schedule", "onecycle", "--early-stopping", "--patience", "4", "--val-fraction",
+        "0.2", "--no-augment", "--optimizer", "adamw", "--weight-decay", "0.01",
+        "--label-smoothing", "0.1", "--augmentation", "dihedral", "--precision", "fp32"])
+    given = TrainingOverrides(
+        epochs=3, batch_size=16, lr=0.5, momentum=0.9, schedule="onecycle",
+        early_stopping=True, patience=4, val_fraction=0.2, augment=False, optimizer="adamw",
+        weight_decay=0.01, label_smoothing=0.1, augmentation="dihedral", precision="fp32")
+    assert options_from_args(TrainingOverrides, args) == given
+    assert all("cli" in f.metadata for f in fields(TrainingOverrides))
+    # RunOptions is built on the same fields: what the command line gave is what run() gets
+    from cnnlens.cli._common import run_options_from_args
+
+    assert run_options_from_args(args).training_overrides() == given.training_overrides()
+    assert tuple(f.name for f in fields(TrainingOverrides)) == TRAINING_FIELDS
+
+
+def test_a_bad_override_is_refused_by_the_flag_it_came_from() -> None:
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--epochs", "0"])
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--schedule", "cosine"])

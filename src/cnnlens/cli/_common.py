@@ -5,18 +5,16 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from typing import Any, ClassVar
 
 from tqdm import tqdm
 
 from cnnlens.constraints import NON_NEGATIVE_INT, POSITIVE_INT, Interval
 from cnnlens.data import TASKS
-from cnnlens.data.augmentations import AUGMENTATIONS
 from cnnlens.errors import CnnlensError
 from cnnlens.models import MODELS
 from cnnlens.progress import Progress, TrainCallback
-from cnnlens.train.recipes import OPTIMIZERS, PRECISIONS, SCHEDULES, recipe_names
+from cnnlens.train.recipes import recipe_names
 
 
 def _int_type(constraint: Interval) -> Callable[[str], int]:
@@ -109,20 +107,6 @@ def add_data_options(p: argparse.ArgumentParser) -> None:
                    "named and nothing runs)")
 
 
-def _study(task: str = "mnist1d") -> Any:
-    """The study recipe, whose values the help texts quote (declared once, in recipes)."""
-    from cnnlens.train.recipes import epochs_for, get_recipe
-
-    recipe = get_recipe("study", task)
-    return replace(recipe, epochs=epochs_for(recipe, task))
-
-
-def _best_lrs() -> str:
-    from cnnlens.train.recipes import get_recipe
-
-    return ", ".join(f"{get_recipe('best', t).lr:g} ({t})" for t in ("mnist1d", "hmt"))
-
-
 def add_training_options(p: argparse.ArgumentParser) -> None:
     """Options that define a training run (shared by ``train`` and ``run``)."""
     add_data_options(p)
@@ -135,42 +119,10 @@ def add_training_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recipe", default="study",
                    help=f"training recipe ({', '.join(recipe_names())}; default study); "
                    "best: the task's strong model and settings (mnist1d, hmt)")
-    p.add_argument("--epochs", type=positive_int, default=None,
-                   help="epochs (default: the recipe's; study "
-                   f"{_study('mnist1d').epochs} for MNIST-1D, {_study('hmt').epochs} for HMT)")
-    p.add_argument("--batch-size", type=positive_int, default=None,
-                   help="training batch size (default: the recipe's; study "
-                   f"{_study().batch_size}); other stages have their own")
-    p.add_argument("--lr", type=float, default=None,
-                   help=f"learning rate (default: the recipe's; study {_study().lr:g}, best "
-                   f"{_best_lrs()})")
-    p.add_argument("--momentum", type=float, default=None,
-                   help=f"SGD momentum (default: the recipe's; study {_study().momentum:g})")
-    p.add_argument("--schedule", choices=list(SCHEDULES), default=None,
-                   help="step: lr = 1e-3 * 0.5^(epoch // 15), as the study's report describes; "
-                   "onecycle: warm up to --lr, then anneal, every step")
-    p.add_argument("--optimizer", choices=list(OPTIMIZERS), default=None,
-                   help="sgd (with Keras-style L2, the study's) or adamw")
-    p.add_argument("--weight-decay", type=float, default=None,
-                   help="AdamW's decoupled weight decay on kernels")
-    p.add_argument("--label-smoothing", type=float, default=None,
-                   help="label smoothing of the cross-entropy, in [0, 1) (default: the recipe's; "
-                   f"study {_study().label_smoothing:g})")
-    p.add_argument("--augmentation", choices=list(AUGMENTATIONS), default=None,
-                   help="image augmentation: study (Keras affine + flips) or dihedral "
-                   "(90° rotations + flips)")
-    p.add_argument("--precision", choices=list(PRECISIONS), default=None,
-                   help="auto (bf16 autocast for images where the hardware computes bf16 "
-                   "natively: CUDA, AVX-512 BF16/AMX CPUs; fp32 otherwise and for signals), "
-                   "fp32 or bf16")
-    p.add_argument("--early-stopping", action="store_true", default=None,
-                   help="stop when validation loss has not improved for --patience epochs")
-    p.add_argument("--patience", type=positive_int, default=None,
-                   help=f"early-stopping patience (default: {_study().patience})")
-    p.add_argument("--val-fraction", type=float, default=None,
-                   help="fraction of the training data held out for validation (per class)")
-    p.add_argument("--no-augment", dest="augment", action="store_false", default=None,
-                   help="turn off training-time augmentation (images)")
+    from cnnlens.cli.options import add_options  # (it imports this module's parsers)
+    from cnnlens.train.options import TrainingOverrides
+
+    add_options(p, TrainingOverrides)  # the recipe overrides, declared in train/options.py
     p.add_argument("--seed", type=int, default=0,
                    help="seed of training (init, shuffling, augmentation, validation split)")
     p.add_argument("--tb-cams-every", type=non_negative_int, default=None, metavar="N",
@@ -305,7 +257,7 @@ def run_options_from_args(args: argparse.Namespace, **stage_options: Any) -> Any
         "class_names": getattr(args, "class_names", None),
         "tb_cams_every": getattr(args, "tb_cams_every", None),
     }
-    from cnnlens.pipeline.runner import TRAINING_FIELDS
+    from cnnlens.train.options import TRAINING_FIELDS
 
     for name in TRAINING_FIELDS:
         fields[name] = getattr(args, name, None)

@@ -22,7 +22,7 @@ T = TypeVar("T")
 _PARSE: dict[str, Callable[[str], Any]] = {
     "str": str, "int": int, "float": float, "positive_int": positive_int,
     "non_negative_int": non_negative_int, "number_or_name": number_or_name,
-    "layer": str, "list": str,
+    "layer": str, "list": str, "switch": str,
 }
 
 
@@ -43,7 +43,7 @@ def add_options(parser: Any, cls: type, *, only: Collection[str] | None = None,
     for f, spec in _declared(cls, only):
         names = (flags or {}).get(f.name, spec.flags)
         dest = prefix + f.name
-        if f.type in ("bool",) or isinstance(f.default, bool):
+        if spec.parse == "switch" or isinstance(f.default, bool):
             action = "store_false" if spec.negate else "store_true"
             parser.add_argument(*names, dest=dest, action=action, default=f.default,
                                 help=spec.help)

@@ -35,19 +35,16 @@ from cnnlens.progress import Progress
 from cnnlens.report.options import ReportOptions
 from cnnlens.rundir import RunDir
 from cnnlens.train.loop import EpochHook
-
-#: Recipe options a user may override; None keeps the recipe's value.
-TRAINING_FIELDS = ("epochs", "batch_size", "lr", "momentum", "schedule", "early_stopping",
-                   "patience", "val_fraction", "augment", "optimizer", "weight_decay",
-                   "label_smoothing", "augmentation", "precision")
+from cnnlens.train.options import TRAINING_FIELDS, TrainingOverrides
 
 
 @dataclass(frozen=True)
-class RunOptions:
+class RunOptions(TrainingOverrides):
     """Everything ``cnnlens run`` accepts, as one value (the CLI builds exactly this).
 
     Run-level: the task and its data, the model (registry name, ``module:function`` or
-    ``file.py:function``), recipe and training overrides, seed and device. Stage-level:
+    ``file.py:function``), recipe and training overrides (the fields of
+    :class:`~cnnlens.train.options.TrainingOverrides`), seed and device. Stage-level:
     ``evaluate``, ``explain``, ``faithfulness`` and ``report`` each have their own options,
     so nothing set for training changes another stage. ``device`` and ``data_dir`` are
     shared by every stage (documented: they say where to run and where the data is).
@@ -75,29 +72,12 @@ class RunOptions:
     standardize: bool = False  # a trained signal model's per-sample standardization
     grayscale: bool = False  # a trained image model that takes one luminance channel
     class_names: str | None = None  # a file naming a trained model's outputs, in order
-    epochs: int | None = None
-    batch_size: int | None = None
-    lr: float | None = None
-    momentum: float | None = None
-    schedule: str | None = None
-    early_stopping: bool | None = None
-    patience: int | None = None
-    val_fraction: float | None = None
-    augment: bool | None = None
-    optimizer: str | None = None
-    weight_decay: float | None = None
-    label_smoothing: float | None = None
-    augmentation: str | None = None
-    precision: str | None = None
     pretrained: bool = False  # the task's shipped best model instead of training
     tb_cams_every: int | None = None  # CAM images in TensorBoard every N epochs (0: off)
     evaluate: EvaluateOptions = field(default_factory=EvaluateOptions)
     explain: ExplainOptions = field(default_factory=ExplainOptions)
     faithfulness: FaithfulnessOptions = field(default_factory=FaithfulnessOptions)
     report: ReportOptions = field(default_factory=ReportOptions)
-
-    def training_overrides(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in TRAINING_FIELDS}
 
     def validate(self) -> None:
         """Check every stage's options before any work starts."""
