@@ -97,8 +97,7 @@ def test_ctrl_c_in_explain_then_faithfulness_leaves_nothing_partial(tmp_path: Pa
     # drops inside a finalizer lets explain finish; the run then stops at the next stage
     # boundary, so any file present is complete.)
     for f in (run / "cams").glob("*.npz") if (run / "cams").exists() else []:
-        with np.load(f, allow_pickle=False) as z:
-            assert z["raw"].shape[0] == 24
+        _complete(f)
     assert not [p for p in run.rglob("*") if ".tmp" in p.name], list(run.rglob("*"))
     before = _files(run)
 
@@ -111,8 +110,7 @@ def test_ctrl_c_in_explain_then_faithfulness_leaves_nothing_partial(tmp_path: Pa
     assert not (run / "faithfulness" / "results.json").exists()
     assert not [p for p in run.rglob("*") if ".tmp" in p.name]
     for f in (run / "cams").glob("*.npz"):  # each one complete
-        with np.load(f, allow_pickle=False) as z:
-            assert z["raw"].shape[0] == 24
+        _complete(f)
 
     cams_before = {p.name: p.read_bytes() for p in (run / "cams").glob("*.npz")}
     stdout = _run(argv)
@@ -122,6 +120,12 @@ def test_ctrl_c_in_explain_then_faithfulness_leaves_nothing_partial(tmp_path: Pa
     assert "faithfulness" in stages and "faithfulness skipped" not in stages, stages
     assert (run / "faithfulness" / "results.json").is_file() and (run / "report.html").is_file()
     assert {p.name: p.read_bytes() for p in (run / "cams").glob("*.npz")} == cams_before
+
+
+def _complete(f: Path) -> None:
+    """A CAM file (maps) or the input previews, with all 24 samples."""
+    with np.load(f, allow_pickle=False) as z:
+        assert z["raw" if f.name != "inputs.npz" else "indices"].shape[0] == 24, f.name
 
 
 def test_a_damaged_cams_file_is_named_and_the_pipeline_explains_again(
