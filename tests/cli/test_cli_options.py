@@ -11,6 +11,7 @@ from cnnlens.cli.options import options_from_args
 from cnnlens.evaluate.options import EvaluateOptions
 from cnnlens.explain.options import ExplainOptions
 from cnnlens.faithfulness.options import FaithfulnessOptions
+from cnnlens.models.options import TrainedModelOptions
 from cnnlens.report.options import ReportOptions
 from cnnlens.train.options import TRAINING_FIELDS, TrainingOverrides
 
@@ -81,3 +82,27 @@ def test_a_bad_override_is_refused_by_the_flag_it_came_from() -> None:
         build_parser().parse_args(["train", "--epochs", "0"])
     with pytest.raises(SystemExit):
         build_parser().parse_args(["run", "--schedule", "cosine"])
+
+
+@pytest.mark.parametrize("command", [["run"], ["evaluate", "RUN"], ["faithfulness", "RUN"]])
+def test_a_trained_models_contract_is_one_declaration_on_every_command(
+        command: list[str]) -> None:
+    args = build_parser().parse_args([
+        *command, "--model", "net.onnx", "--weights", "w.pt", "--trust-pickle", "--normalize",
+        "imagenet", "--output", "logits", "--standardize", "--grayscale", "--class-names",
+        "names.txt"])
+    assert options_from_args(TrainedModelOptions, args) == TrainedModelOptions(
+        weights="w.pt", trust_pickle=True, normalize="imagenet", output="logits",
+        standardize=True, grayscale=True, class_names="names.txt")
+    bare = build_parser().parse_args(command)
+    assert options_from_args(TrainedModelOptions, bare) == TrainedModelOptions()
+
+
+def test_explain_offers_the_contract_options_loose_inputs_can_apply() -> None:
+    args = build_parser().parse_args(["explain", "--inputs", "pics", "--model", "net.onnx",
+                                      "--weights", "w.pt", "--normalize", "imagenet",
+                                      "--class-names", "names.txt"])
+    got = options_from_args(TrainedModelOptions, args,
+                            only=("weights", "trust_pickle", "normalize", "class_names"))
+    assert got == TrainedModelOptions(weights="w.pt", normalize="imagenet",
+                                      class_names="names.txt")

@@ -168,34 +168,13 @@ def prepare_pretrained(args: argparse.Namespace) -> None:
     info(f"run folder {run.path}: the shipped {args.pretrained} model")
 
 
-def add_trained_options(p: argparse.ArgumentParser, *, run_dir: bool = True) -> None:
-    """``--model SOURCE [--weights FILE]`` and the model's contract: a model trained
-    elsewhere, explained without training (``run``; RUN_DIR commands make RUN_DIR from it)."""
-    from cnnlens.models.contract import NORMALIZE_HELP
+def add_trained_options(p: argparse.ArgumentParser) -> None:
+    """``--weights FILE`` and the model's contract for ``--model SOURCE``: a model trained
+    elsewhere, explained without training (declared in :mod:`cnnlens.models.options`)."""
+    from cnnlens.cli.options import add_options
+    from cnnlens.models.options import TrainedModelOptions
 
-    made = " (makes RUN_DIR from it if it holds no run yet; with --task and --data-dir)"
-    p.add_argument("--weights", default=None, metavar="FILE",
-                   help="trained weights of --model (a builder or registry name): .safetensors "
-                   "or a .pt/.pth state dict (also DDP / Lightning checkpoints)"
-                   + (made if run_dir else "; the run skips training"))
-    p.add_argument("--trust-pickle", action="store_true",
-                   help="allow a model or weights file that needs unpickling (a whole "
-                   "torch.save(model)); unpickling runs code: only for files you trust")
-    p.add_argument("--normalize", default=None, metavar="NORM",
-                   help=f"a trained model's input normalization: {NORMALIZE_HELP}; figures "
-                   "show the input before it, faithfulness removes pixels before it")
-    p.add_argument("--output", default=None, metavar="INDEX|KEY",
-                   help="a trained model whose forward returns a tuple, list or dict: the "
-                   "element holding the class scores")
-    p.add_argument("--class-names", default=None, metavar="FILE",
-                   help="the model's output classes in index order (text, one per line, or a "
-                   "JSON list); image class folders may then be a subset, matched by name")
-    p.add_argument("--grayscale", action="store_true",
-                   help="a trained image model that takes one channel: RGB as luminance "
-                   "(automatic when the model file declares one input channel)")
-    p.add_argument("--standardize", action="store_true",
-                   help="a trained signal model's preprocessing: each channel of each sample "
-                   "to mean 0, std 1 (figures keep the data's units)")
+    add_options(p, TrainedModelOptions)
 
 
 def add_model_source_options(p: argparse.ArgumentParser) -> None:
@@ -208,7 +187,7 @@ def add_model_source_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--task", default=None,
                    help="the data's task (images, signals, hmt, mnist1d) for --model")
     add_image_size_options(g)  # type: ignore[arg-type]
-    add_trained_options(g, run_dir=True)  # type: ignore[arg-type]
+    add_trained_options(g)  # type: ignore[arg-type]
 
 
 def prepare_trained(args: argparse.Namespace) -> None:
@@ -225,13 +204,23 @@ def prepare_trained(args: argparse.Namespace) -> None:
                            "the data it explains")
     from cnnlens.pipeline.trained import trained_run
 
-    run = trained_run(args.run_dir, args.model, args.weights, task=args.task,
+    weights, contract = trained_model_options(args)
+    run = trained_run(args.run_dir, args.model, weights, task=args.task,
                       data_dir=args.data_dir, image_size=args.image_size, resize=args.resize,
-                      trust_pickle=args.trust_pickle, normalize=args.normalize,
-                      output=args.output, standardize=args.standardize,
-                      grayscale=args.grayscale, class_names=args.class_names,
-                      device=getattr(args, "device", "auto"))
+                      device=getattr(args, "device", "auto"), **contract)
     info(f"run folder {run.path}: {args.model} (trained elsewhere; not trained here)")
+
+
+def trained_model_options(args: argparse.Namespace) -> tuple[str | None, dict[str, Any]]:
+    """``--weights`` and the model's contract as the command line gave them (fields a
+    command does not offer keep their defaults)."""
+    from dataclasses import asdict
+
+    from cnnlens.cli.options import options_from_args
+    from cnnlens.models.options import TrainedModelOptions
+
+    contract = asdict(options_from_args(TrainedModelOptions, args))
+    return contract.pop("weights"), contract
 
 
 def add_device_option(p: argparse.ArgumentParser) -> None:
@@ -248,19 +237,17 @@ def run_options_from_args(args: argparse.Namespace, **stage_options: Any) -> Any
         "device": args.device, "image_size": args.image_size, "skip_bad": args.skip_bad,
         "resize": getattr(args, "resize", "stretch"),
         "from_keras": getattr(args, "from_keras", None),
-        "weights": getattr(args, "weights", None),
-        "trust_pickle": bool(getattr(args, "trust_pickle", False)),
-        "normalize": getattr(args, "normalize", None),
-        "output": getattr(args, "output", None),
-        "standardize": bool(getattr(args, "standardize", False)),
-        "grayscale": bool(getattr(args, "grayscale", False)),
-        "class_names": getattr(args, "class_names", None),
         "tb_cams_every": getattr(args, "tb_cams_every", None),
     }
-    from cnnlens.train.options import TRAINING_FIELDS
+    from dataclasses import asdict
 
-    for name in TRAINING_FIELDS:
-        fields[name] = getattr(args, name, None)
+    from cnnlens.cli.options import options_from_args
+    from cnnlens.models.options import TrainedModelOptions
+    from cnnlens.train.options import TrainingOverrides
+
+    # as their fields declare them (a command without a flag leaves the field's default)
+    fields.update(asdict(options_from_args(TrainingOverrides, args)))
+    fields.update(asdict(options_from_args(TrainedModelOptions, args)))
     fields["pretrained"] = bool(getattr(args, "pretrained", False))
     return RunOptions(**fields, **stage_options)
 

@@ -24,6 +24,7 @@ from cnnlens.cli._common import (
     print_skipped,
     skip_bad_data,
     split_list,
+    trained_model_options,
 )
 from cnnlens.errors import CnnlensError
 
@@ -56,9 +57,10 @@ def register(subparsers: Any) -> None:
 
 
 def _add_inputs_options(p: argparse.ArgumentParser) -> None:
+    from cnnlens.cli.options import add_options
     from cnnlens.faithfulness.options import LABEL_FREE_BASELINE as DEFAULT_BASELINE
     from cnnlens.faithfulness.options import LABEL_FREE_STEPS as DEFAULT_STEPS
-    from cnnlens.models.contract import NORMALIZE_HELP
+    from cnnlens.models.options import TrainedModelOptions
 
     g = p.add_argument_group("a model trained elsewhere: loose inputs (no RUN_DIR, no labels), "
                              "or RUN_DIR made from it with --task")
@@ -71,11 +73,7 @@ def _add_inputs_options(p: argparse.ArgumentParser) -> None:
                    help="the trained model: .onnx, .pt2, .h5, a pickled .pt with "
                    "--trust-pickle, or a builder (module:function, file.py:function) with "
                    "--weights")
-    g.add_argument("--weights", default=None, metavar="FILE",
-                   help="trained weights for a builder --model (.safetensors, .pt, .pth)")
-    g.add_argument("--trust-pickle", action="store_true",
-                   help="allow unpickling the model file (only for files you trust)")
-    g.add_argument("--normalize", default=None, metavar="NORM", help=NORMALIZE_HELP)
+    add_options(g, TrainedModelOptions, only=("weights", "trust_pickle", "normalize"))
     g.add_argument("--out", default=None, metavar="OUT", help="output folder")
     g.add_argument("--image-size", type=positive_int, default=None,
                    help="resize images to this square size (default: the model's declared "
@@ -83,8 +81,7 @@ def _add_inputs_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--target", default=None, metavar="CLASS",
                    help="explain this class (name or index) instead of the predicted one")
     g.add_argument("--top-k", type=positive_int, default=3, help="predictions listed (3)")
-    g.add_argument("--class-names", default=None, metavar="FILE",
-                   help="class names: a text file (one per line) or a JSON list")
+    add_options(g, TrainedModelOptions, only=("class_names",))
     g.add_argument("--faithfulness-steps", type=non_negative_int, default=DEFAULT_STEPS,
                    metavar="N", help="chunks per deletion/insertion curve; each costs 2 "
                    f"forward passes per input and map (default {DEFAULT_STEPS}; 0: off)")
@@ -144,10 +141,10 @@ def _make_run_from_model(args: argparse.Namespace) -> None:
                            "mnist1d) to read the data it explains")
     from cnnlens.pipeline.trained import trained_run
 
-    run = trained_run(args.run_dir, args.model, args.weights, task=args.task,
-                      data_dir=args.data_dir, image_size=args.image_size,
-                      trust_pickle=args.trust_pickle, normalize=args.normalize,
-                      class_names=args.class_names, device=args.device)
+    weights, contract = trained_model_options(args)  # the ones explain offers, given
+    run = trained_run(args.run_dir, args.model, weights, task=args.task,
+                      data_dir=args.data_dir, image_size=args.image_size, device=args.device,
+                      **contract)
     info(f"run folder {run.path}: {args.model} (trained elsewhere; not trained here)")
 
 

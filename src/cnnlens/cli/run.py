@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_training_options(p)
     p.add_argument("--from-keras", default=None, metavar="FILE.h5",
                    help="import this trained Keras 2 HDF5 model instead of training")
-    add_trained_options(p, run_dir=False)
+    add_trained_options(p)
     p.add_argument("--pretrained", action="store_true",
                    help="use the task's shipped trained best model (mnist1d, hmt) instead of "
                    "training")

@@ -26,6 +26,7 @@ from cnnlens.errors import CnnlensError, check_interrupted
 from cnnlens.evaluate.options import EvaluateOptions
 from cnnlens.explain.stage import ExplainOptions
 from cnnlens.faithfulness.stage import FaithfulnessOptions
+from cnnlens.models.options import TrainedModelOptions
 from cnnlens.pipeline.config import make_config
 from cnnlens.pipeline.create import locked_run_dir
 from cnnlens.pipeline.keras_run import keras_run_config, write_imported
@@ -39,12 +40,14 @@ from cnnlens.train.options import TRAINING_FIELDS, TrainingOverrides
 
 
 @dataclass(frozen=True)
-class RunOptions(TrainingOverrides):
+class RunOptions(TrainingOverrides, TrainedModelOptions):
     """Everything ``cnnlens run`` accepts, as one value (the CLI builds exactly this).
 
     Run-level: the task and its data, the model (registry name, ``module:function`` or
     ``file.py:function``), recipe and training overrides (the fields of
-    :class:`~cnnlens.train.options.TrainingOverrides`), seed and device. Stage-level:
+    :class:`~cnnlens.train.options.TrainingOverrides`), a trained model's weights and
+    contract (:class:`~cnnlens.models.options.TrainedModelOptions`), seed and device.
+    Stage-level:
     ``evaluate``, ``explain``, ``faithfulness`` and ``report`` each have their own options,
     so nothing set for training changes another stage. ``device`` and ``data_dir`` are
     shared by every stage (documented: they say where to run and where the data is).
@@ -65,13 +68,6 @@ class RunOptions(TrainingOverrides):
     cache_dir: str | None = None
     skip_bad: bool = False
     from_keras: str | None = None
-    weights: str | None = None  # trained weights of ``model``: explain it, no training
-    trust_pickle: bool = False  # allow model/weights files that need unpickling
-    normalize: str | None = None  # a trained model's input normalization (--normalize)
-    output: str | int | None = None  # which element of a tuple/dict output holds the scores
-    standardize: bool = False  # a trained signal model's per-sample standardization
-    grayscale: bool = False  # a trained image model that takes one luminance channel
-    class_names: str | None = None  # a file naming a trained model's outputs, in order
     pretrained: bool = False  # the task's shipped best model instead of training
     tb_cams_every: int | None = None  # CAM images in TensorBoard every N epochs (0: off)
     evaluate: EvaluateOptions = field(default_factory=EvaluateOptions)
