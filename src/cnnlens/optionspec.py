@@ -14,7 +14,7 @@ from typing import Any
 
 #: How a flag's text becomes the field's value (the CLI maps each name to a function).
 PARSERS = ("str", "int", "float", "positive_int", "non_negative_int", "number_or_name",
-           "layer", "list", "switch")
+           "layer", "list", "switch", "image_size")
 
 
 @dataclass(frozen=True)

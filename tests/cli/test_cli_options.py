@@ -13,7 +13,7 @@ from cnnlens.explain.options import ExplainOptions
 from cnnlens.faithfulness.options import FaithfulnessOptions
 from cnnlens.models.options import TrainedModelOptions
 from cnnlens.report.options import ReportOptions
-from cnnlens.train.options import TRAINING_FIELDS, TrainingOverrides
+from cnnlens.train.options import TRAINING_FIELDS, TrainingOverrides, TrainingRunOptions
 
 
 @pytest.mark.parametrize(("argv", "cls"), [(["faithfulness", "RUN"], FaithfulnessOptions),
@@ -106,3 +106,21 @@ def test_explain_offers_the_contract_options_loose_inputs_can_apply() -> None:
                             only=("weights", "trust_pickle", "normalize", "class_names"))
     assert got == TrainedModelOptions(weights="w.pt", normalize="imagenet",
                                       class_names="names.txt")
+
+
+def test_run_level_options_are_declared_once_for_train_and_run() -> None:
+    for command in ("train", "run"):
+        bare = build_parser().parse_args([command])
+        assert options_from_args(TrainingRunOptions, bare) == TrainingRunOptions()
+    args = build_parser().parse_args([
+        "run", "--task", "images", "--data", "pics", "--image-size", "48,96", "--resize",
+        "shorter-side+center-crop", "--skip-bad", "--model", "net.py:build", "--recipe",
+        "best", "--seed", "7", "--device", "cpu", "--tb-cams-every", "0"])
+    assert options_from_args(TrainingRunOptions, args) == TrainingRunOptions(
+        task="images", data_dir="pics", image_size=(48, 96),
+        resize="shorter-side+center-crop", skip_bad=True, model="net.py:build",
+        recipe="best", seed=7, device="cpu", tb_cams_every=0)
+    from cnnlens.cli.run import options_from_args as run_options
+
+    opts = run_options(args)  # what `cnnlens run` hands to run(): the same fields
+    assert (opts.task, opts.image_size, opts.seed, opts.device) == ("images", (48, 96), 7, "cpu")

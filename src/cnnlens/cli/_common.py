@@ -10,11 +10,8 @@ from typing import Any, ClassVar
 from tqdm import tqdm
 
 from cnnlens.constraints import NON_NEGATIVE_INT, POSITIVE_INT, Interval
-from cnnlens.data import TASKS
 from cnnlens.errors import CnnlensError
-from cnnlens.models import MODELS
 from cnnlens.progress import Progress, TrainCallback
-from cnnlens.train.recipes import recipe_names
 
 
 def _int_type(constraint: Interval) -> Callable[[str], int]:
@@ -82,53 +79,29 @@ def image_size(text: str) -> Any:
 
 def add_image_size_options(p: argparse.ArgumentParser) -> None:
     """``--image-size H[,W]`` and ``--resize``: how image files become the model's input."""
-    from cnnlens.data.resize import RESIZE_MODES
-
-    p.add_argument("--image-size", type=image_size, default=None, metavar="H[,W]",
-                   help="resize images to H x H, or H x W (default 224, or the recipe's)")
-    p.add_argument("--resize", choices=RESIZE_MODES, default="stretch",
-                   help="stretch each file to the size (the study's), or scale it, aspect "
-                   "kept, to cover the size and cut the centre (ImageNet-style)")
-
-
-def add_data_options(p: argparse.ArgumentParser) -> None:
-    """Which data: the task and where its files are."""
-    tasks = ", ".join(f"{k} ({v.description})" for k, v in TASKS.items())
-    p.add_argument("--task", default="mnist1d", help=f"task to run; one of: {tasks} "
-                   "(default mnist1d)")
-    p.add_argument("--data-dir", default=None,
-                   help="data: the image folder (hmt: HMT_train/ and HMT_test/; images: "
-                   "train/ and test/, optional val/) or, for signals, the .npz file")
-    p.add_argument("--data", dest="data_dir", default=None, metavar="FILE.npz",
-                   help="the .npz of --task signals (same as --data-dir)")
-    add_image_size_options(p)
-    p.add_argument("--skip-bad", action="store_true",
-                   help="skip unreadable images, listing them (otherwise every bad file is "
-                   "named and nothing runs)")
+    add_run_options(p, "image_size", "resize")
 
 
 def add_training_options(p: argparse.ArgumentParser) -> None:
-    """Options that define a training run (shared by ``train`` and ``run``)."""
-    add_data_options(p)
-    p.add_argument("--model", default=None,
-                   help=f"model: {', '.join(MODELS)} (default: the task's), or your own as "
-                   "module:function or path/to/file.py:function returning an nn.Module "
-                   "(called with those of num_classes, in_channels, input_shape it accepts); "
-                   "with run: a trained model file (.onnx, .pt2, .h5, a pickled .pt with "
-                   "--trust-pickle) or a builder with --weights, explained without training")
-    p.add_argument("--recipe", default="study",
-                   help=f"training recipe ({', '.join(recipe_names())}; default study); "
-                   "best: the task's strong model and settings (mnist1d, hmt)")
-    from cnnlens.cli.options import add_options  # (it imports this module's parsers)
+    """Options that define a training run (shared by ``train`` and ``run``): the run-level
+    fields of ``RunOptions`` and the recipe overrides, as those dataclasses declare them."""
+    from cnnlens.cli.options import add_options
     from cnnlens.train.options import TrainingOverrides
 
+    add_run_options(p, "task", "data_dir", "image_size", "resize", "skip_bad", "model",
+                     "recipe")
     add_options(p, TrainingOverrides)  # the recipe overrides, declared in train/options.py
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of training (init, shuffling, augmentation, validation split)")
-    p.add_argument("--tb-cams-every", type=non_negative_int, default=None, metavar="N",
-                   help="log CAM images of fixed test samples to TensorBoard every N epochs "
-                   "(default: 10 times per run; 0: off)")
-    add_device_option(p)
+    add_run_options(p, "seed", "tb_cams_every", "device")
+
+
+def add_run_options(p: Any, *names: str) -> None:
+    """The fields ``names`` of :class:`~cnnlens.train.options.TrainingRunOptions` as flags,
+    in the order given (help lists them so)."""
+    from cnnlens.cli.options import add_options
+    from cnnlens.train.options import TrainingRunOptions
+
+    for name in names:
+        add_options(p, TrainingRunOptions, only=(name,))
 
 
 def skip_bad_data(args: argparse.Namespace) -> Any:
@@ -224,32 +197,20 @@ def trained_model_options(args: argparse.Namespace) -> tuple[str | None, dict[st
 
 
 def add_device_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    """``--device``, as ``RunOptions`` declares it (every stage runs on it)."""
+    add_run_options(p, "device")
 
 
 def run_options_from_args(args: argparse.Namespace, **stage_options: Any) -> Any:
-    """The :class:`RunOptions` a parsed ``run``/``train`` command line describes."""
+    """The :class:`RunOptions` a parsed ``run``/``train`` command line describes: every field
+    the command declares, read as ``RunOptions`` and the dataclasses it inherits declare them
+    (a field the command does not offer keeps its default)."""
+    from cnnlens.cli.options import options_from_args
     from cnnlens.pipeline.runner import RunOptions
 
-    fields = {
-        "task": args.task, "data_dir": args.data_dir, "model": getattr(args, "model", None),
-        "recipe": getattr(args, "recipe", "study"), "seed": getattr(args, "seed", 0),
-        "device": args.device, "image_size": args.image_size, "skip_bad": args.skip_bad,
-        "resize": getattr(args, "resize", "stretch"),
-        "from_keras": getattr(args, "from_keras", None),
-        "tb_cams_every": getattr(args, "tb_cams_every", None),
-    }
-    from dataclasses import asdict
-
-    from cnnlens.cli.options import options_from_args
-    from cnnlens.models.options import TrainedModelOptions
-    from cnnlens.train.options import TrainingOverrides
-
-    # as their fields declare them (a command without a flag leaves the field's default)
-    fields.update(asdict(options_from_args(TrainingOverrides, args)))
-    fields.update(asdict(options_from_args(TrainedModelOptions, args)))
-    fields["pretrained"] = bool(getattr(args, "pretrained", False))
-    return RunOptions(**fields, **stage_options)
+    extra = {name: getattr(args, name) for name in ("from_keras", "pretrained")
+             if hasattr(args, name)}  # run's own two, declared in cli/run.py
+    return options_from_args(RunOptions, args, **extra, **stage_options)
 
 
 class TqdmTrainCallback(TrainCallback):

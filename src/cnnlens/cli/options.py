@@ -13,7 +13,13 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import MISSING, Field, fields
 from typing import Any, TypeVar
 
-from cnnlens.cli._common import non_negative_int, number_or_name, parse_layer, positive_int
+from cnnlens.cli._common import (
+    image_size,
+    non_negative_int,
+    number_or_name,
+    parse_layer,
+    positive_int,
+)
 from cnnlens.cli._common import split_list as _split_list
 from cnnlens.optionspec import Flag
 
@@ -22,7 +28,7 @@ T = TypeVar("T")
 _PARSE: dict[str, Callable[[str], Any]] = {
     "str": str, "int": int, "float": float, "positive_int": positive_int,
     "non_negative_int": non_negative_int, "number_or_name": number_or_name,
-    "layer": str, "list": str, "switch": str,
+    "layer": str, "list": str, "switch": str, "image_size": image_size,
 }
 
 

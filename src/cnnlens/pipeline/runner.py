@@ -24,8 +24,8 @@ from cnnlens.data import SPLITS, DataConfig, TaskData, load_task
 from cnnlens.distributed import Ranks, setup
 from cnnlens.errors import CnnlensError, check_interrupted
 from cnnlens.evaluate.options import EvaluateOptions
-from cnnlens.explain.stage import ExplainOptions
-from cnnlens.faithfulness.stage import FaithfulnessOptions
+from cnnlens.explain.options import ExplainOptions
+from cnnlens.faithfulness.options import FaithfulnessOptions
 from cnnlens.models.options import TrainedModelOptions
 from cnnlens.pipeline.config import make_config
 from cnnlens.pipeline.create import locked_run_dir
@@ -36,11 +36,11 @@ from cnnlens.progress import Progress
 from cnnlens.report.options import ReportOptions
 from cnnlens.rundir import RunDir
 from cnnlens.train.loop import EpochHook
-from cnnlens.train.options import TRAINING_FIELDS, TrainingOverrides
+from cnnlens.train.options import TRAINING_FIELDS, TrainingOverrides, TrainingRunOptions
 
 
 @dataclass(frozen=True)
-class RunOptions(TrainingOverrides, TrainedModelOptions):
+class RunOptions(TrainingRunOptions, TrainingOverrides, TrainedModelOptions):
     """Everything ``cnnlens run`` accepts, as one value (the CLI builds exactly this).
 
     Run-level: the task and its data, the model (registry name, ``module:function`` or
@@ -57,19 +57,9 @@ class RunOptions(TrainingOverrides, TrainedModelOptions):
     or a builder with ``weights`` is explained as it is (:mod:`cnnlens.pipeline.trained`).
     """
 
-    task: str = "mnist1d"
-    data_dir: str | None = None
-    model: str | None = None
-    recipe: str = "study"
-    seed: int = 0
-    device: str = "auto"
-    image_size: int | tuple[int, int] | None = None  # H or (H, W)
-    resize: str = "stretch"  # or "shorter-side+center-crop"
     cache_dir: str | None = None
-    skip_bad: bool = False
-    from_keras: str | None = None
+    from_keras: str | None = None  # import this trained Keras file instead of training
     pretrained: bool = False  # the task's shipped best model instead of training
-    tb_cams_every: int | None = None  # CAM images in TensorBoard every N epochs (0: off)
     evaluate: EvaluateOptions = field(default_factory=EvaluateOptions)
     explain: ExplainOptions = field(default_factory=ExplainOptions)
     faithfulness: FaithfulnessOptions = field(default_factory=FaithfulnessOptions)
