@@ -53,7 +53,7 @@ def _as_numpy(x: Any) -> np.ndarray:
     return np.asarray(x, dtype=np.float32)
 
 
-def _display_image(x: np.ndarray) -> tuple[np.ndarray, str | None]:
+def display_image(x: np.ndarray) -> tuple[np.ndarray, str | None]:
     """(C, H, W) to something ``imshow`` shows faithfully: RGB in [0, 1] or one gray channel."""
     img = x.transpose(1, 2, 0) if x.shape[0] == 3 else x[0]
     lo, hi = float(img.min()), float(img.max())
@@ -166,7 +166,7 @@ def image_cam_figure(
     axes = gs.subplots(squeeze=False)
     mappable = None
     for i in range(n):
-        tile, cmap = _display_image(imgs[i])
+        tile, cmap = display_image(imgs[i])
         axes[i, 0].imshow(tile, cmap=cmap, vmin=0.0, vmax=1.0)
         axes[i, 0].set_ylabel(plain_text(row_labels[i]), fontsize=8, rotation=0,
                               ha="right", va="center")

@@ -19,6 +19,7 @@ import torch
 from PIL import Image
 
 from cnnlens.errors import CnnlensError
+from cnnlens.explain.figures import display_image
 from cnnlens.fileio import write_npz
 
 PREVIEWS_NAME = "inputs.npz"
@@ -30,16 +31,13 @@ MAX_POINTS = 2048
 
 
 def display_rgb(x: np.ndarray) -> np.ndarray:
-    """``(C, H, W)`` as ``(H, W, 3)`` uint8 the way the figures show it.
-
-    Three channels are RGB, any other count shows its first channel as gray; values outside
-    [0, 1] are stretched to it (per image), as the galleries do.
-    """
-    img = x.transpose(1, 2, 0) if x.shape[0] == 3 else np.repeat(x[:1].transpose(1, 2, 0), 3, 2)
-    lo, hi = float(img.min()), float(img.max())
-    if lo < 0.0 or hi > 1.0:
-        img = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
-    return np.rint(np.clip(img, 0.0, 1.0) * 255.0).astype(np.uint8)
+    """``(C, H, W)`` as ``(H, W, 3)`` uint8 the way the galleries show it
+    (:func:`cnnlens.explain.figures.display_image`: one channel as gray, values outside
+    [0, 1] stretched per image)."""
+    img, _ = display_image(x)
+    if img.ndim == 2:
+        img = np.repeat(img[..., None], 3, axis=2)
+    return np.rint(img * 255.0).astype(np.uint8)
 
 
 def webp_thumbnail(rgb: np.ndarray, max_px: int = THUMB_PX) -> bytes:

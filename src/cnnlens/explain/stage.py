@@ -334,10 +334,10 @@ def _write(run: RunDir, opts: ExplainOptions, ds: Dataset[Any], cams: dict[str, 
            summary: dict[str, Any], progress: ProgressFn | None) -> dict[str, Any]:
     """Figures, input previews, ``<method>.npz`` files and the summary (rank 0 only under
     torchrun)."""
+    first = next(iter(cams.values()))
     if opts.figures:  # drawn before any file is written: an interrupt leaves nothing new
         from cnnlens.explain.figures import write_cam_figures
 
-        first = next(iter(cams.values()))
         shape = tuple(int(s) for s in first["input_shape"])
         maps = {m: maps_from_raw(arrays["raw"], shape) for m, arrays in cams.items()}
         summary["figures"] = write_cam_figures(
@@ -354,7 +354,6 @@ def _write(run: RunDir, opts: ExplainOptions, ds: Dataset[Any], cams: dict[str, 
             max_failures=opts.max_failures,
             progress=progress,
         )
-    first = next(iter(cams.values()))
     write_previews(run.cams_dir / PREVIEWS_NAME, lambda i: ds[int(i)][0], first["indices"],
                    summary["kind"])
     summary["files"]["inputs"] = PREVIEWS_NAME

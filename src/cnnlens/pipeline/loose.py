@@ -28,7 +28,7 @@ from cnnlens.explain.figures import safe_filename
 from cnnlens.explain.layers import default_layer, resolve_layer
 from cnnlens.explain.options import DEFAULT_METHODS, SCORES, resolve_methods
 from cnnlens.explain.overlay import image_overlay, image_uint8, png_bytes, signal_overlay_png
-from cnnlens.explain.previews import display_rgb, thin_signal, webp_thumbnail
+from cnnlens.explain.previews import thin_signal, webp_thumbnail
 from cnnlens.faithfulness.label_free import (
     DEFAULT_BASELINE,
     DEFAULT_STEPS,
@@ -301,7 +301,7 @@ def _draw(rec: Explained, x: torch.Tensor, maps: dict[str, torch.Tensor], out: P
         rgb = image_uint8(x)
         rec.input_uri, rec.size = webp_uri(rgb), (rgb.shape[1], rgb.shape[0])
         rec.preview = "data:image/webp;base64," + base64.b64encode(
-            webp_thumbnail(display_rgb(x.float().numpy()))).decode("ascii")
+            webp_thumbnail(rgb)).decode("ascii")
     else:
         png = signal_overlay_png(x, None)
         rec.input_uri, rec.size = png_uri(png), _png_size(png)

@@ -64,7 +64,7 @@ def _pct(value: Any) -> str:
     return "–" if v is None else f"{100 * v:.1f} %"
 
 
-def _output_specs() -> dict[str, Any]:
+def output_specs() -> dict[str, Any]:
     """Labels and directions of the metric outputs, if the faithfulness package is present."""
     try:
         from cnnlens.faithfulness.metrics import OUTPUTS
@@ -91,7 +91,7 @@ def faithfulness(ctx: Ctx) -> Section:
     r = ctx.read_dict(FAITH)
     if r is None:
         return not_run("faithfulness", title, ctx.command("faithfulness", str(ctx.path)), FAITH)
-    specs = _output_specs()
+    specs = output_specs()
     summary = as_dict(r.get("summary"))
     keys = [str(k) for k in r.get("metric_keys") or
             list(dict.fromkeys(k for per in summary.values() if isinstance(per, dict)

@@ -28,20 +28,18 @@ from matplotlib import colormaps
 from scipy.stats import rankdata
 
 from cnnlens.errors import CnnlensError
-from cnnlens.report.cam_sections import CAMS, FAITH, RANDOM, metric_column
-from cnnlens.report.model import Ctx, Section, as_dict, as_list, not_run
+from cnnlens.explain.figures import CMAP  # the galleries' colour map, sent as 256 colours
+from cnnlens.explain.overlay import ALPHA  # the galleries' blend: opacity when a page opens
+from cnnlens.report.cam_sections import CAMS, FAITH, RANDOM, metric_column, output_specs
+from cnnlens.report.model import Ctx, Section, as_dict, as_list, not_run, number
 
 TITLE = "Explorer"
 SCRIPT = "explorer.js"
 STYLE = "explorer.css"
 PREVIEWS = "cams/inputs.npz"
-#: The colour map of every CAM figure (matplotlib's name), sent as a 256-entry table.
-CMAP = "jet"
 #: Longest map axis sent (images, signals): finer maps travel as block means. At 56 x 56
 #: cells, 496 tiles x 3 maps stay near 3 MB deflated; a card is 104 px wide.
 MAX_CELLS = (64, 512)
-#: Map opacity over the input when the page opens (the galleries' blend).
-ALPHA = 0.45
 
 
 @dataclass
@@ -171,10 +169,10 @@ def metric_series(results: dict[str, Any], methods: list[str], indices: np.ndarr
 def series(values: dict[str, dict[str, list[Any]]], keys: list[str]) -> list[dict[str, Any]]:
     """Per-sample values ``{method: {key: [value or None]}}`` as the explorer's metric list:
     ``{key, label, digits, scale, higher, values: {method: [...]}}`` per key that has any."""
-    specs = _output_specs()
+    specs = output_specs()
     out = []
     for key in keys:
-        per_method = {m: [_number(v) for v in per[key]] for m, per in values.items()
+        per_method = {m: [number(v) for v in per[key]] for m, per in values.items()
                       if key in per}
         if not per_method:
             continue
@@ -188,11 +186,11 @@ def series(values: dict[str, dict[str, list[Any]]], keys: list[str]) -> list[dic
 
 def payload(d: ExplorerData) -> dict[str, Any]:
     """The JSON the page's script reads (see the module docstring)."""
+    # a signal model written with Conv2d gives (N, L, 1): its maps run along L
+    raws = {m: r.reshape(r.shape[0], -1) if d.kind == "signal" else r for m, r in d.raw.items()}
     maps = {}
     for m in d.methods:
-        raw = d.raw[m]
-        if d.kind == "signal":  # (N, L, 1) of a signal model written with Conv2d: along L
-            raw = raw.reshape(raw.shape[0], -1)
+        raw = raws[m]
         small = coarsened(raw, MAX_CELLS[d.kind == "signal"])
         data = zlib.compress(quantised_maps(small).tobytes(), 9)
         maps[m] = {"shape": [int(s) for s in small.shape[1:]],
@@ -205,8 +203,7 @@ def payload(d: ExplorerData) -> dict[str, Any]:
         "conf": [round(float(c), 4) if np.isfinite(c) else None for c in d.confidence],
         "maps": maps, "metrics": d.metrics, "alpha": ALPHA, "cmap": _b64(colour_table()),
     }
-    dis = disagreement({m: (r.reshape(r.shape[0], -1) if d.kind == "signal" else r)
-                        for m, r in d.raw.items()})
+    dis = disagreement(raws)
     if dis is not None:
         out["disagreement"] = [None if not np.isfinite(v) else round(float(v), 4) for v in dis]
     if d.names is not None:
@@ -356,21 +353,6 @@ def _npz(ctx: Ctx, rel: str) -> dict[str, np.ndarray]:
             return {k: f[k] for k in f.files}
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
         raise CnnlensError(f"{path}: unreadable ({type(exc).__name__}: {exc})") from None
-
-
-def _output_specs() -> dict[str, Any]:
-    try:
-        from cnnlens.faithfulness.metrics import OUTPUTS
-    except ImportError:  # pragma: no cover - depends on which stages are installed
-        return {}
-    return dict(OUTPUTS)
-
-
-def _number(v: Any) -> float | None:
-    if isinstance(v, bool) or not isinstance(v, int | float):
-        return None
-    f = float(v)
-    return f if np.isfinite(f) else None
 
 
 def _b64(a: np.ndarray | bytes) -> str:
