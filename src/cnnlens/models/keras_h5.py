@@ -1,10 +1,11 @@
 """Import a trained Keras 2 HDF5 ``Sequential`` model into the matching cnnlens model.
 
 The study's models were trained in Keras; importing them (rather than retraining) lets every
-later stage reproduce the study's numbers. The file is read with h5py only (no TensorFlow):
-the ``model_config`` JSON gives the architecture, ``model_weights/<layer>`` the arrays. The
-architecture is checked layer by layer against a registry model, so a file that does not
-fit fails with a message naming the layer instead of loading silently wrong weights.
+later stage reproduce the study's numbers. The file is read with h5py only (no TensorFlow,
+:mod:`cnnlens.models.keras_sequential`): the ``model_config`` JSON gives the architecture,
+``model_weights/<layer>`` the arrays. The architecture is checked layer by layer against a
+registry model, so a file that does not fit fails with a message naming the layer instead of
+loading silently wrong weights.
 Any other Keras CNN goes through :func:`load_keras_module` (re-exported from
 :mod:`cnnlens.models.keras_graph`), which rebuilds the file's own graph; for the course files
 both give the same weights and outputs (the tests check it).
@@ -22,9 +23,7 @@ Layout conversions (Keras is channels-last):
 
 from __future__ import annotations
 
-import json
 import math
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,198 +35,12 @@ from torch.nn.modules.conv import _ConvNd
 from cnnlens.errors import CnnlensError
 from cnnlens.models import get_model_spec
 from cnnlens.models.keras_graph import load_keras_module
+from cnnlens.models.keras_sequential import KerasLayer, read_keras_h5
 from cnnlens.models.layers import ConvReLU
 
 __all__ = ["load_keras_h5", "load_keras_module", "read_keras_h5"]
 
-SUPPORTED_LAYERS = (
-    "InputLayer",
-    "Conv1D",
-    "Conv2D",
-    "MaxPooling1D",
-    "MaxPooling2D",
-    "GlobalAveragePooling1D",
-    "GlobalAveragePooling2D",
-    "Flatten",
-    "Dense",
-    "Activation",
-    "ReLU",
-    "Softmax",
-)
-_ACTIVATION_LAYERS = ("Activation", "ReLU", "Softmax")
 
-
-@dataclass
-class KerasLayer:
-    """One weight-carrying or shape-changing Keras layer, activation layers folded in."""
-
-    name: str
-    class_name: str
-    config: dict[str, Any]
-    activation: str = "linear"
-    weights: dict[str, np.ndarray] = field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        return f"layer {self.name!r} ({self.class_name})"
-
-
-@dataclass
-class KerasFile:
-    """What an HDF5 file holds: the ordered layers, the input shape and provenance."""
-
-    layers: list[KerasLayer]
-    input_shape: tuple[int | None, ...] | None  # channels-last, without the batch axis
-    keras_version: str
-    backend: str
-
-
-# -- reading -------------------------------------------------------------------------------
-def read_keras_h5(path: str | Path) -> KerasFile:
-    """Read the architecture and weights of a Keras 2 HDF5 model file (no TensorFlow)."""
-    import h5py
-
-    p = Path(path)
-    if not p.is_file():
-        raise CnnlensError(f"{p}: file not found (expected a Keras .h5 model file)")
-    try:
-        with h5py.File(p, "r") as f:
-            raw = f.attrs.get("model_config")
-            if raw is None:
-                raise CnnlensError(
-                    f"{p}: no 'model_config' attribute; save the model with model.save(...h5), "
-                    "not model.save_weights()"
-                )
-            config = _parse_config(p, raw)
-            keras_version = _text(f.attrs.get("keras_version", "unknown"))
-            backend = _text(f.attrs.get("backend", "unknown"))
-            weights_root = f.get("model_weights", f)
-            layers, input_shape = _parse_layers(p, config)
-            for layer in layers:
-                layer.weights = _read_weights(p, weights_root, layer)
-    except OSError as exc:
-        raise CnnlensError(f"{p}: not a readable Keras HDF5 file ({exc})") from None
-    return KerasFile(layers, input_shape, keras_version, backend)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _parse_config(path: Path, raw: Any) -> dict[str, Any]:
-    try:
-        config = json.loads(_text(raw))
-    except json.JSONDecodeError as exc:
-        raise CnnlensError(f"{path}: model_config is not valid JSON ({exc})") from None
-    if not isinstance(config, dict) or config.get("class_name") != "Sequential":
-        kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
-        raise CnnlensError(
-            f"{path}: model is {kind!r}; only Keras Sequential models can be imported"
-        )
-    return config
-
-
-def _parse_layers(
-    path: Path, config: dict[str, Any]
-) -> tuple[list[KerasLayer], tuple[int | None, ...] | None]:
-    """Ordered layers with standalone activation layers folded into the layer before."""
-    inner = config.get("config")
-    raw_layers = inner.get("layers") if isinstance(inner, dict) else inner  # Keras <2.2: list
-    if not isinstance(raw_layers, list):
-        raise CnnlensError(f"{path}: model_config has no layer list")
-    layers: list[KerasLayer] = []
-    input_shape: tuple[int | None, ...] | None = None
-    for entry in raw_layers:
-        cls = str(entry.get("class_name"))
-        cfg = entry.get("config", {})
-        name = str(cfg.get("name", "?"))
-        if cls not in SUPPORTED_LAYERS:
-            raise CnnlensError(
-                f"{path}: layer {name!r} ({cls}) is not supported; supported: "
-                + ", ".join(c for c in SUPPORTED_LAYERS if c not in _ACTIVATION_LAYERS)
-                + " (with ReLU/softmax activations)"
-            )
-        if input_shape is None and cfg.get("batch_input_shape"):
-            input_shape = tuple(cfg["batch_input_shape"][1:])
-        if cls == "InputLayer":
-            continue
-        if cls in _ACTIVATION_LAYERS:
-            _fold_activation(path, layers, name, cls, cfg)
-            continue
-        if cfg.get("data_format", "channels_last") != "channels_last":
-            raise CnnlensError(
-                f"{path}: layer {name!r} ({cls}) uses data_format "
-                f"{cfg['data_format']!r}; accepted: 'channels_last'"
-            )
-        act = _activation_name(path, name, cls, cfg.get("activation", "linear"))
-        layers.append(KerasLayer(name, cls, cfg, act))
-    return layers, input_shape
-
-
-def _activation_name(path: Path, name: str, cls: str, act: Any) -> str:
-    if isinstance(act, dict):  # newer Keras serialises activations as objects
-        act = act.get("config", {}).get("name", act.get("class_name"))
-    act = str(act).lower()
-    if act not in ("linear", "relu", "softmax"):
-        raise CnnlensError(
-            f"{path}: layer {name!r} ({cls}) has activation {act!r}; "
-            "accepted: 'relu', 'softmax', 'linear'"
-        )
-    return act
-
-
-def _fold_activation(
-    path: Path, layers: list[KerasLayer], name: str, cls: str, cfg: dict[str, Any]
-) -> None:
-    """Attach a standalone activation layer to the layer it follows, as Keras fuses it."""
-    if cls == "ReLU":
-        if cfg.get("max_value") is not None or cfg.get("negative_slope", 0) or cfg.get(
-            "threshold", 0
-        ):
-            raise CnnlensError(
-                f"{path}: layer {name!r} (ReLU) has max_value/negative_slope/threshold set; "
-                "only a plain ReLU is supported"
-            )
-        act = "relu"
-    elif cls == "Softmax":
-        act = "softmax"
-    else:
-        act = _activation_name(path, name, cls, cfg.get("activation", "linear"))
-    if act == "linear":
-        return
-    prev = layers[-1] if layers else None
-    if prev is None or prev.class_name not in ("Conv1D", "Conv2D", "Dense") or (
-        prev.activation != "linear"
-    ):
-        raise CnnlensError(
-            f"{path}: layer {name!r} ({cls}) must directly follow a Conv or Dense layer "
-            "that has no activation of its own"
-        )
-    prev.activation = act
-
-
-def _read_weights(path: Path, root: Any, layer: KerasLayer) -> dict[str, np.ndarray]:
-    """The layer's arrays keyed ``kernel`` / ``bias``, located via ``weight_names``."""
-    if layer.class_name not in ("Conv1D", "Conv2D", "Dense"):
-        return {}
-    if layer.name not in root:
-        raise CnnlensError(f"{path}: no weights stored for {layer.label}")
-    group = root[layer.name]
-    out: dict[str, np.ndarray] = {}
-    for wname in group.attrs.get("weight_names", []):
-        key = _text(wname).rsplit("/", 1)[-1].split(":")[0]
-        try:
-            out[key] = np.asarray(group[_text(wname)], dtype=np.float32)
-        except KeyError:
-            raise CnnlensError(
-                f"{path}: weight {_text(wname)!r} of {layer.label} is missing"
-            ) from None
-    if "kernel" not in out:
-        raise CnnlensError(f"{path}: {layer.label} has no kernel weights")
-    return out
-
-
-# -- matching and conversion -----------------------------------------------------------------
 def load_keras_h5(path: str | Path, *, model_name: str) -> tuple[nn.Module, dict[str, Any]]:
     """Build registry model ``model_name`` holding the weights of a Keras HDF5 file.
 
@@ -345,60 +158,80 @@ def _convert(
     pre_flatten: tuple[int, ...] | None,
 ) -> tuple[int, ...]:
     """Check one layer against its torch counterpart, add its weights; return the new shape."""
-    cfg = layer.config
     if isinstance(module, ConvReLU):
-        conv = _conv_of(module)
-        dims = conv.weight.dim() - 2
-        _require(path, layer, "padding", cfg.get("padding"), "same")
-        _require(path, layer, "strides", _ints(cfg.get("strides", 1), dims), (1,) * dims)
-        _require(path, layer, "dilation_rate", _ints(cfg.get("dilation_rate", 1), dims),
-                 (1,) * dims)
-        _require(path, layer, "groups", cfg.get("groups", 1), 1)
-        _require(path, layer, "activation", layer.activation, "relu")
-        _require(path, layer, "kernel_size", _ints(cfg.get("kernel_size"), dims),
-                 tuple(conv.kernel_size))
-        _require(path, layer, "filters", cfg.get("filters"), conv.out_channels)
-        kernel = layer.weights["kernel"]
-        perm = (dims + 1, dims, *range(dims))  # (*k, in, out) -> (out, in, *k)
-        weight = torch.from_numpy(np.ascontiguousarray(kernel.transpose(perm)))
-        _check_shape(path, layer, "kernel", weight, conv.weight)
-        state[f"{tname}.conv.weight"] = weight
-        state[f"{tname}.conv.bias"] = _bias(path, layer, conv.out_channels)
-        return (conv.out_channels, *shape[1:])
+        return _convert_conv(path, layer, tname, _conv_of(module), shape, state)
     if isinstance(module, nn.MaxPool1d | nn.MaxPool2d):
-        dims = 1 if isinstance(module, nn.MaxPool1d) else 2
-        pool = _ints(module.kernel_size, dims)
-        stride = _ints(module.stride, dims)
-        _require(path, layer, "padding", cfg.get("padding", "valid"), "valid")
-        _require(path, layer, "pool_size", _ints(cfg.get("pool_size", 2), dims), pool)
-        _require(path, layer, "strides", _ints(cfg.get("strides") or pool, dims), stride)
-        spatial = tuple((s - k) // st + 1 for s, k, st in zip(shape[1:], pool, stride, strict=True))
-        return (shape[0], *spatial)
+        return _convert_max_pool(path, layer, module, shape)
     if layer.class_name.startswith("GlobalAveragePooling"):
-        _require(path, layer, "keepdims", bool(cfg.get("keepdims", False)), False)
+        _require(path, layer, "keepdims", bool(layer.config.get("keepdims", False)), False)
         return (shape[0],)
     if isinstance(module, nn.Flatten):
         return (math.prod(shape),)
     if isinstance(module, nn.Linear):
-        act = layer.activation
-        if act == "relu" or (act == "softmax" and not last):
-            raise CnnlensError(
-                f"{path}: {layer.label} has activation {act!r}; {model_name} accepts "
-                "'linear' here" + ("" if not last else " or 'softmax' (dropped: logits)")
-            )
-        _require(path, layer, "units", cfg.get("units"), module.out_features)
-        kernel = layer.weights["kernel"]
-        if kernel.shape != (module.in_features, module.out_features):
-            raise CnnlensError(
-                f"{path}: {layer.label} kernel has shape {list(kernel.shape)}; {model_name} "
-                f"expects {[module.in_features, module.out_features]}"
-            )
-        state[f"{tname}.weight"] = torch.from_numpy(
-            np.ascontiguousarray(_channels_first_rows(kernel, pre_flatten).T)
-        )
-        state[f"{tname}.bias"] = _bias(path, layer, module.out_features)
+        _convert_dense(path, layer, tname, module, state, last=last, model_name=model_name,
+                       pre_flatten=pre_flatten)
         return (module.out_features,)
     raise CnnlensError(f"{path}: {layer.label} has no cnnlens counterpart")  # pragma: no cover
+
+
+def _convert_conv(path: Path, layer: KerasLayer, tname: str, conv: _ConvNd,
+                  shape: tuple[int, ...], state: dict[str, torch.Tensor]) -> tuple[int, ...]:
+    """A Conv1D/Conv2D ('same', stride 1, ReLU): its kernel moved to torch's layout."""
+    cfg = layer.config
+    dims = conv.weight.dim() - 2
+    _require(path, layer, "padding", cfg.get("padding"), "same")
+    _require(path, layer, "strides", _ints(cfg.get("strides", 1), dims), (1,) * dims)
+    _require(path, layer, "dilation_rate", _ints(cfg.get("dilation_rate", 1), dims),
+             (1,) * dims)
+    _require(path, layer, "groups", cfg.get("groups", 1), 1)
+    _require(path, layer, "activation", layer.activation, "relu")
+    _require(path, layer, "kernel_size", _ints(cfg.get("kernel_size"), dims),
+             tuple(conv.kernel_size))
+    _require(path, layer, "filters", cfg.get("filters"), conv.out_channels)
+    kernel = layer.weights["kernel"]
+    perm = (dims + 1, dims, *range(dims))  # (*k, in, out) -> (out, in, *k)
+    weight = torch.from_numpy(np.ascontiguousarray(kernel.transpose(perm)))
+    _check_shape(path, layer, "kernel", weight, conv.weight)
+    state[f"{tname}.conv.weight"] = weight
+    state[f"{tname}.conv.bias"] = _bias(path, layer, conv.out_channels)
+    return (conv.out_channels, *shape[1:])
+
+
+def _convert_max_pool(path: Path, layer: KerasLayer, module: nn.MaxPool1d | nn.MaxPool2d,
+                      shape: tuple[int, ...]) -> tuple[int, ...]:
+    """A MaxPooling layer ('valid'): no weights, only its sizes must match."""
+    cfg = layer.config
+    dims = 1 if isinstance(module, nn.MaxPool1d) else 2
+    pool = _ints(module.kernel_size, dims)
+    stride = _ints(module.stride, dims)
+    _require(path, layer, "padding", cfg.get("padding", "valid"), "valid")
+    _require(path, layer, "pool_size", _ints(cfg.get("pool_size", 2), dims), pool)
+    _require(path, layer, "strides", _ints(cfg.get("strides") or pool, dims), stride)
+    spatial = tuple((s - k) // st + 1 for s, k, st in zip(shape[1:], pool, stride, strict=True))
+    return (shape[0], *spatial)
+
+
+def _convert_dense(path: Path, layer: KerasLayer, tname: str, module: nn.Linear,
+                   state: dict[str, torch.Tensor], *, last: bool, model_name: str,
+                   pre_flatten: tuple[int, ...] | None) -> None:
+    """A Dense layer (linear; softmax only last, dropped): rows in torch's flatten order."""
+    act = layer.activation
+    if act == "relu" or (act == "softmax" and not last):
+        raise CnnlensError(
+            f"{path}: {layer.label} has activation {act!r}; {model_name} accepts "
+            "'linear' here" + ("" if not last else " or 'softmax' (dropped: logits)")
+        )
+    _require(path, layer, "units", layer.config.get("units"), module.out_features)
+    kernel = layer.weights["kernel"]
+    if kernel.shape != (module.in_features, module.out_features):
+        raise CnnlensError(
+            f"{path}: {layer.label} kernel has shape {list(kernel.shape)}; {model_name} "
+            f"expects {[module.in_features, module.out_features]}"
+        )
+    state[f"{tname}.weight"] = torch.from_numpy(
+        np.ascontiguousarray(_channels_first_rows(kernel, pre_flatten).T)
+    )
+    state[f"{tname}.bias"] = _bias(path, layer, module.out_features)
 
 
 def _channels_first_rows(kernel: np.ndarray, pre_flatten: tuple[int, ...] | None) -> np.ndarray:
