@@ -1,6 +1,7 @@
 """The faithfulness stage's steps, in order: prepare → maps → score → statistics → sanity →
 write. Each takes the :class:`Job` that :func:`prepare` builds (what every step shares) and
-returns what the next needs; :mod:`cnnlens.faithfulness.stage` runs them.
+returns what the next needs; :mod:`cnnlens.faithfulness.stage` runs them. What the metrics
+that did not run would cost is :mod:`cnnlens.faithfulness.cost` (re-exported here).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,8 @@ from cnnlens.explain.stage import CamPlan, plan_cams, resolve_methods
 from cnnlens.faithfulness import metrics as M
 from cnnlens.faithfulness import stats as S
 from cnnlens.faithfulness.comparisons import output_label, pairwise_tests
+from cnnlens.faithfulness.cost import _measured_pass as _measured_pass  # re-exported
+from cnnlens.faithfulness.cost import passes, projections
 from cnnlens.faithfulness.maps import compute_maps, load_split, saved_maps, stack
 from cnnlens.faithfulness.options import (
     DEFAULT_FRACS,
@@ -321,67 +324,6 @@ def per_sample_json(per_sample: dict[str, dict[str, np.ndarray]], n: int) -> dic
     return {"indices": list(range(n)),
             "values": {label: {key: column(v) for key, v in vals.items()}
                        for label, vals in per_sample.items()}}
-
-
-def passes(metric: str, steps: int, n_percentages: int) -> int:
-    """Forward passes over the samples one map costs in ``metric`` (drop_increase: per frac)."""
-    return {"drop_increase": 1, "confidence": 1, "deletion": steps + 1,
-            "insertion": steps + 1, "road": 2 * n_percentages}[metric]
-
-
-def projections(model: nn.Module, x: Tensor, n_maps: int, chosen: Sequence[str],
-                steps: int, opts: FaithfulnessOptions, bs: int, seconds: dict[str, Any], *,
-                n_fracs: int) -> dict[str, float]:
-    """Projected seconds of the metric families that were not run (printed as options).
-
-    From this run's own measured cost of one pass over the samples with one map (the
-    metrics that ran, ROAD excepted: its passes include solves) or, when none ran, the
-    unmasked scoring pass; plus, for ROAD and imputed removal, one batch's imputations at
-    every percentage timed here. (The unmasked pass alone overstated small inputs ~100x:
-    its time is mostly the first call's set-up.)
-    """
-    n = int(x.shape[0])  # this process's share: under torchrun the ranks run side by side
-    per_pass = _measured_pass(seconds, steps, len(opts.percentages))
-    if per_pass is None:
-        per_pass = seconds.get("forward", 0.0)
-    solve = 0.0
-    missing = [m for m in M.METRICS if m not in chosen]
-    if "road" in missing or opts.baseline == "road":
-        from cnnlens.faithfulness.imputation import impute
-        from cnnlens.faithfulness.road import removal_counts
-
-        if x.dim() == 4:
-            from cnnlens.faithfulness.multigrid import warm_up
-
-            warm_up()  # a first call may compile the solver's kernels: not part of a solve
-        # a batch as the metrics would impute it: one 224 px tile, hundreds of short signals
-        k_probe = max(1, min(n, bs, 256))
-        ranks = torch.arange(int(np.prod(x.shape[2:]))).reshape(1, *x.shape[2:])
-        ranks = ranks.expand(k_probe, *x.shape[2:])
-        t0 = time.perf_counter()
-        for k in removal_counts(int(np.prod(x.shape[2:])), opts.percentages):
-            impute(x[:k_probe], ranks < k, noise=opts.noise)
-        solve = (time.perf_counter() - t0) / len(opts.percentages) / k_probe  # per input
-    out: dict[str, float] = {}
-    for m in missing:
-        n_passes = passes(m, steps, len(opts.percentages)) * (
-            n_fracs if m == "drop_increase" else 1)
-        imputed = m == "road" or (opts.baseline == "road" and m != "confidence")
-        out[m] = n_maps * n_passes * (per_pass + (n * solve if imputed else 0.0))
-    return out
-
-
-def _measured_pass(seconds: dict[str, Any], steps: int, n_percentages: int) -> float | None:
-    """Seconds of one pass over this process's samples with one map, from the metrics this
-    run timed (``seconds["metrics"][map][metric@frac]``); None when none ran."""
-    total, count = 0.0, 0
-    for per_map in seconds.get("metrics", {}).values():
-        for key, secs in per_map.items():
-            fam = key.partition("@")[0]
-            if fam in M.METRICS and fam != "road":
-                total += float(secs)
-                count += passes(fam, steps, n_percentages)
-    return total / count if count else None
 
 
 def results_csv(summary: dict[str, Any], per_class: dict[str, Any]) -> bytes:
