@@ -18,7 +18,8 @@ CG stops when the largest entry of the preconditioned residual, which estimates 
 remaining error, is at most ``tol`` (in input units). The kernels are compiled with numba
 (on first use, ~10 s, then loaded from numba's disk cache in well under a second):
 Gauss-Seidel is sequential per pixel, and array libraries would make one pass over memory
-per stencil term. Channels share the mask and are solved in lockstep, three at a time.
+per stencil term (:mod:`cnnlens.faithfulness.multigrid_kernels`). Channels share the mask
+and are solved in lockstep, three at a time.
 """
 
 from __future__ import annotations
@@ -28,140 +29,24 @@ import threading
 import numba
 import numpy as np
 
-W_DIRECT = 1.0 / 6.0
-W_DIAG = 1.0 / 12.0
+from cnnlens.faithfulness.multigrid_kernels import COARSE_SWEEPS as COARSE_SWEEPS  # re-exported
+from cnnlens.faithfulness.multigrid_kernels import (
+    LANES,
+    W_DIAG,
+    W_DIRECT,
+    matvec,
+    prolong_add,
+    residual,
+    restrict,
+    vcycle,
+    zero,
+)
+
 #: Grids whose shorter side is at most this are not coarsened further.
 COARSEST = 8
-#: Symmetric Gauss-Seidel sweeps that stand in for an exact solve on the coarsest grid.
-COARSE_SWEEPS = 20
 #: Largest preconditioned residual (input units) at which CG stops.
 TOL = 1e-7
 MAX_ITER = 500
-#: Channels solved together; the kernels are compiled for exactly this many.
-LANES = 3
-
-
-# Layout: every grid of the hierarchy is stored zero-padded by one pixel and flattened; all
-# grids are concatenated in one (total, LANES) array per quantity, grid l starting at
-# ``base[l]``. ``idx[start[l]:start[l + 1]]`` lists grid l's unknowns (global flat indices,
-# row-major), ``dinv`` their inverse diagonals, and ``near``/``far`` the coarse cells each one
-# interpolates from. Neighbours are at ``p ± 1``, ``p ± wp[l]`` and the diagonals.
-
-
-@numba.njit(cache=True, nogil=True)
-def _sum8(e: np.ndarray, p: int, wp: int, ch: int) -> float:
-    return (W_DIRECT * (e[p - 1, ch] + e[p + 1, ch] + e[p - wp, ch] + e[p + wp, ch])
-            + W_DIAG * (e[p - wp - 1, ch] + e[p - wp + 1, ch] + e[p + wp - 1, ch]
-                        + e[p + wp + 1, ch]))
-
-
-@numba.njit(cache=True, nogil=True)
-def _gauss_seidel(e: np.ndarray, f: np.ndarray, idx: np.ndarray, dinv: np.ndarray, s: int,
-                  t: int, wp: int, forward: bool) -> None:
-    """One Gauss-Seidel sweep of ``A e = f`` over ``idx[s:t]``, in order or reversed.
-
-    The neighbour updated just before (left going forward, right going back) is added last,
-    so only one multiply-add waits for it.
-    """
-    if forward:
-        for k in range(s, t):
-            p = idx[k]
-            d = dinv[k]
-            for ch in range(LANES):
-                a = (f[p, ch] + W_DIRECT * (e[p + 1, ch] + e[p - wp, ch] + e[p + wp, ch])
-                     + W_DIAG * ((e[p - wp - 1, ch] + e[p - wp + 1, ch])
-                                 + (e[p + wp - 1, ch] + e[p + wp + 1, ch])))
-                e[p, ch] = (a + W_DIRECT * e[p - 1, ch]) * d
-    else:
-        for k in range(t - 1, s - 1, -1):
-            p = idx[k]
-            d = dinv[k]
-            for ch in range(LANES):
-                a = (f[p, ch] + W_DIRECT * (e[p - 1, ch] + e[p - wp, ch] + e[p + wp, ch])
-                     + W_DIAG * ((e[p - wp - 1, ch] + e[p - wp + 1, ch])
-                                 + (e[p + wp - 1, ch] + e[p + wp + 1, ch])))
-                e[p, ch] = (a + W_DIRECT * e[p + 1, ch]) * d
-
-
-@numba.njit(cache=True, nogil=True)
-def _residual(e: np.ndarray, f: np.ndarray, out: np.ndarray, idx: np.ndarray,
-              dinv: np.ndarray, s: int, t: int, wp: int) -> None:
-    """``out = f - A e`` on ``idx[s:t]``."""
-    for k in range(s, t):
-        p = idx[k]
-        d = dinv[k]
-        for ch in range(LANES):
-            out[p, ch] = f[p, ch] - (e[p, ch] / d - _sum8(e, p, wp, ch))
-
-
-@numba.njit(cache=True, nogil=True)
-def _matvec(e: np.ndarray, out: np.ndarray, idx: np.ndarray, dinv: np.ndarray, s: int, t: int,
-            wp: int) -> None:
-    """``out = A e`` on ``idx[s:t]``."""
-    for k in range(s, t):
-        p = idx[k]
-        d = dinv[k]
-        for ch in range(LANES):
-            out[p, ch] = e[p, ch] / d - _sum8(e, p, wp, ch)
-
-
-@numba.njit(cache=True, nogil=True)
-def _restrict(r: np.ndarray, rc: np.ndarray, idx: np.ndarray, near: np.ndarray,
-              far: np.ndarray, s: int, t: int) -> None:
-    """``rc += P^T r``: each fine value scattered to its four coarse cells (9:3:3:1 / 16)."""
-    for k in range(s, t):
-        p = idx[k]
-        c0, c1, c2, c3 = near[k], far[k, 0], far[k, 1], far[k, 2]
-        for ch in range(LANES):
-            v = r[p, ch]
-            rc[c0, ch] += 0.5625 * v
-            rc[c1, ch] += 0.1875 * v
-            rc[c2, ch] += 0.1875 * v
-            rc[c3, ch] += 0.0625 * v
-
-
-@numba.njit(cache=True, nogil=True)
-def _prolong_add(ec: np.ndarray, e: np.ndarray, idx: np.ndarray, near: np.ndarray,
-                 far: np.ndarray, s: int, t: int) -> None:
-    """``e += P ec`` on the fine unknowns ``idx[s:t]`` (known coarse cells hold 0)."""
-    for k in range(s, t):
-        p = idx[k]
-        c0, c1, c2, c3 = near[k], far[k, 0], far[k, 1], far[k, 2]
-        for ch in range(LANES):
-            e[p, ch] += (0.5625 * ec[c0, ch] + 0.1875 * (ec[c1, ch] + ec[c2, ch])
-                         + 0.0625 * ec[c3, ch])
-
-
-@numba.njit(cache=True, nogil=True)
-def _zero(a: np.ndarray, idx: np.ndarray, s: int, t: int) -> None:
-    """``a = 0`` on ``idx[s:t]`` (work arrays stay 0 everywhere else)."""
-    for k in range(s, t):
-        for ch in range(LANES):
-            a[idx[k], ch] = 0.0
-
-
-@numba.njit(cache=True, nogil=True)
-def _vcycle(e: np.ndarray, f: np.ndarray, r: np.ndarray, idx: np.ndarray, dinv: np.ndarray,
-            near: np.ndarray, far: np.ndarray, start: np.ndarray, wp: np.ndarray) -> None:
-    """``e = M f`` on grid 0, M the symmetric V-cycle (a fixed SPD operator).
-
-    ``e`` must be 0 at every known position of every grid, and stays so; ``f``/``r`` are
-    only read where written.
-    """
-    last = wp.size - 1
-    for lv in range(last):
-        _zero(e, idx, start[lv], start[lv + 1])
-        _gauss_seidel(e, f, idx, dinv, start[lv], start[lv + 1], wp[lv], True)
-        _residual(e, f, r, idx, dinv, start[lv], start[lv + 1], wp[lv])
-        _zero(f, idx, start[lv + 1], start[lv + 2])
-        _restrict(r, f, idx, near, far, start[lv], start[lv + 1])
-    _zero(e, idx, start[last], start[last + 1])
-    for _ in range(COARSE_SWEEPS):
-        _gauss_seidel(e, f, idx, dinv, start[last], start[last + 1], wp[last], True)
-        _gauss_seidel(e, f, idx, dinv, start[last], start[last + 1], wp[last], False)
-    for lv in range(last - 1, -1, -1):
-        _prolong_add(e, e, idx, near, far, start[lv], start[lv + 1])
-        _gauss_seidel(e, f, idx, dinv, start[lv], start[lv + 1], wp[lv], False)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -182,6 +67,25 @@ def _levels(mask: np.ndarray, hs: np.ndarray, ws: np.ndarray, e: np.ndarray,
     base = np.zeros(nlev + 1, dtype=np.int64)
     for lv in range(nlev):
         base[lv + 1] = base[lv] + (hs[lv] + 2) * wp[lv]
+    unknown = _unknowns(mask, hs, ws, wp, base)
+    start = np.zeros(nlev + 1, dtype=np.int64)
+    for lv in range(nlev):
+        start[lv + 1] = start[lv] + np.count_nonzero(unknown[base[lv] : base[lv + 1]])
+    idx = np.flatnonzero(unknown).astype(np.int64)
+    near, far = _links(idx, start, base, hs, ws, wp)
+    dinv = np.empty(idx.size)
+    _fine_dinv(dinv, idx, start, hs, ws, wp)
+    _coarse_dinv(dinv, unknown, idx, near, far, start, base, wp, e, r)
+    zero(e, idx, 0, idx.size)
+    return idx, dinv, near, far, start, base, wp
+
+
+@numba.njit(cache=True, nogil=True)
+def _unknowns(mask: np.ndarray, hs: np.ndarray, ws: np.ndarray, wp: np.ndarray,
+              base: np.ndarray) -> np.ndarray:
+    """Which positions of the padded hierarchy are unknown: grid 0's removed pixels, and a
+    coarse cell when any of its pixels is."""
+    nlev = hs.size
     unknown = np.zeros(base[nlev], dtype=np.bool_)
     for i in range(hs[0]):
         for j in range(ws[0]):
@@ -192,13 +96,18 @@ def _levels(mask: np.ndarray, hs: np.ndarray, ws: np.ndarray, e: np.ndarray,
             for j in range(ws[lv - 1]):
                 if unknown[fb + (i + 1) * wp[lv - 1] + j + 1]:
                     unknown[cb + (i // 2 + 1) * wp[lv] + j // 2 + 1] = True
-    start = np.zeros(nlev + 1, dtype=np.int64)
-    for lv in range(nlev):
-        start[lv + 1] = start[lv] + np.count_nonzero(unknown[base[lv] : base[lv + 1]])
-    idx = np.flatnonzero(unknown).astype(np.int64)
+    return unknown
+
+
+@numba.njit(cache=True, nogil=True)
+def _links(idx: np.ndarray, start: np.ndarray, base: np.ndarray, hs: np.ndarray,
+           ws: np.ndarray, wp: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each unknown of a grid above the coarsest, the coarse cell it lies in (``near``)
+    and the three beside it that bilinear interpolation also weighs (``far``; clamped to
+    ``near``'s row or column at the border, so its weight folds onto the near cell)."""
     near = np.zeros(idx.size, dtype=np.int64)
     far = np.zeros((idx.size, 3), dtype=np.int64)
-    for lv in range(nlev - 1):
+    for lv in range(hs.size - 1):
         hc, wc, cb = hs[lv + 1], ws[lv + 1], base[lv + 1]
         for k in range(start[lv], start[lv + 1]):
             q = idx[k] - base[lv]
@@ -214,7 +123,13 @@ def _levels(mask: np.ndarray, hs: np.ndarray, ws: np.ndarray, e: np.ndarray,
             far[k, 0] = cb + (ni + 1) * wp[lv + 1] + fj + 1
             far[k, 1] = cb + (fi + 1) * wp[lv + 1] + nj + 1
             far[k, 2] = cb + (fi + 1) * wp[lv + 1] + fj + 1
-    dinv = np.empty(idx.size)
+    return near, far
+
+
+@numba.njit(cache=True, nogil=True)
+def _fine_dinv(dinv: np.ndarray, idx: np.ndarray, start: np.ndarray, hs: np.ndarray,
+               ws: np.ndarray, wp: np.ndarray) -> None:
+    """Grid 0's inverse diagonals: one over the sum of each pixel's in-bounds weights."""
     h, w = hs[0], ws[0]
     for k in range(start[0], start[1]):
         i, j = idx[k] // wp[0] - 1, idx[k] % wp[0] - 1
@@ -222,25 +137,32 @@ def _levels(mask: np.ndarray, hs: np.ndarray, ws: np.ndarray, e: np.ndarray,
         d = 1.0 - W_DIRECT * (top + bot + lef + rig)
         d -= W_DIAG * ((top or lef) + (top or rig) + (bot or lef) + (bot or rig))
         dinv[k] = 1.0 / d
+
+
+@numba.njit(cache=True, nogil=True)
+def _coarse_dinv(dinv: np.ndarray, unknown: np.ndarray, idx: np.ndarray, near: np.ndarray,
+                 far: np.ndarray, start: np.ndarray, base: np.ndarray, wp: np.ndarray,
+                 e: np.ndarray, r: np.ndarray) -> None:
+    """The coarse grids' inverse diagonals, each from the grid below: the weight to the
+    unknown neighbours plus the Galerkin row sum ``P^T A P 1`` over the cell's unknowns
+    (``e`` and ``r`` are work space; ``e`` is left nonzero on grids below the coarsest)."""
     u = unknown.astype(np.float64)
-    for lv in range(1, nlev):
+    for lv in range(1, wp.size):
         s, t, cs, ct = start[lv - 1], start[lv], start[lv], start[lv + 1]
         for k in range(cs, ct):
             e[idx[k], 0] = 1.0
         for k in range(s, t):
             e[idx[k], 0] = 0.0
-        _prolong_add(e, e, idx, near, far, s, t)
-        _matvec(e, r, idx, dinv, s, t, wp[lv - 1])
+        prolong_add(e, e, idx, near, far, s, t)
+        matvec(e, r, idx, dinv, s, t, wp[lv - 1])
         r[base[lv] : base[lv + 1]] = 0.0
-        _restrict(r, r, idx, near, far, s, t)  # lands on grid lv, disjoint from grid lv-1
+        restrict(r, r, idx, near, far, s, t)  # lands on grid lv, disjoint from grid lv-1
         c = wp[lv]
         for k in range(cs, ct):
             p = idx[k]
             link = (W_DIRECT * (u[p - 1] + u[p + 1] + u[p - c] + u[p + c])
                     + W_DIAG * (u[p - c - 1] + u[p - c + 1] + u[p + c - 1] + u[p + c + 1]))
             dinv[k] = 1.0 / max(max(r[p, 0], 0.0) + link, 1e-12)
-    _zero(e, idx, 0, idx.size)
-    return idx, dinv, near, far, start, base, wp
 
 
 @numba.njit(cache=True, nogil=True)
@@ -262,7 +184,7 @@ def _pcg(r: np.ndarray, u: np.ndarray, idx: np.ndarray, dinv: np.ndarray, near: 
         for k in range(s, t):
             for ch in range(LANES):
                 f[idx[k], ch] = r[idx[k], ch]
-        _vcycle(e, f, r_mg, idx, dinv, near, far, start, wp)
+        vcycle(e, f, r_mg, idx, dinv, near, far, start, wp)
         zmax = 0.0
         rz_new = np.zeros(LANES)
         for k in range(s, t):
@@ -283,7 +205,7 @@ def _pcg(r: np.ndarray, u: np.ndarray, idx: np.ndarray, dinv: np.ndarray, near: 
             for ch in range(LANES):
                 p_[x, ch] = e[x, ch] + beta[ch] * p_[x, ch]
         rz = rz_new
-        _matvec(p_, q, idx, dinv, s, t, wp[0])
+        matvec(p_, q, idx, dinv, s, t, wp[0])
         pq = np.zeros(LANES)
         for k in range(s, t):
             x = idx[k]
@@ -360,15 +282,15 @@ def solve(x: np.ndarray, removed: np.ndarray, *, tol: float = TOL,
         xk[1:-1, 1:-1, :lanes] = np.moveaxis(known[c0 : c0 + lanes], 0, -1)
         xk[1:-1, 1:-1, lanes:] = 0.0
         flat = xk.reshape(-1, LANES)
-        _residual(flat, q, r, idx, dinv, 0, int(start[1]), int(wp[0]))  # r = W xk
+        residual(flat, q, r, idx, dinv, 0, int(start[1]), int(wp[0]))  # r = W xk
         try:
             it = _pcg(r, u, idx, dinv, near, far, start, wp, float(tol),
                       int(max_iter), e, f, r_mg, q, p_)
             vals = u[top, :lanes].T.copy()
         finally:  # the work arrays are 0 at every position again for the next image
-            _zero(e, idx, 0, n_all)
+            zero(e, idx, 0, n_all)
             for a in (u, q, p_):
-                _zero(a, idx, 0, int(start[1]))
+                zero(a, idx, 0, int(start[1]))
         if it < 0:
             raise NotConverged(f"multigrid CG did not reach tol={tol:g} in {max_iter} "
                                "iterations")
