@@ -194,6 +194,42 @@ def _multigrid(xs: np.ndarray, rem: np.ndarray, h: int, w: int, samples: np.ndar
         return list(pool.map(one, samples.tolist()))
 
 
+def _checked_grid(x: Tensor, removed: Tensor, solver: str) -> tuple[int, int]:
+    """(H, W) of ``x`` once the solver and the mask's shape are known to fit it."""
+    if solver not in SOLVERS:
+        raise CnnlensError(f"solver={solver!r} is invalid; accepted: {', '.join(SOLVERS)}")
+    if solver == "multigrid" and x.dim() != 4:
+        raise CnnlensError("solver='multigrid' solves images (N, C, H, W); got shape "
+                           f"{tuple(x.shape)}")
+    h, w = _grid(x)
+    if tuple(removed.shape) != (x.shape[0], *x.shape[2:]):
+        raise CnnlensError(f"removed mask of shape {tuple(removed.shape)} does not match "
+                           f"inputs {tuple(x.shape)}; accepted: (N, *spatial)")
+    return h, w
+
+
+def _solve_direct(xs: np.ndarray, rem: np.ndarray, out: np.ndarray, todo: np.ndarray,
+                  counts: np.ndarray, h: int, w: int,
+                  neighbours: tuple[tuple[tuple[int, int], float], ...]) -> None:
+    """Fill the removed positions of samples ``todo`` in ``out`` with SuperLU (no noise),
+    consecutive samples sharing one block-diagonal system of up to ``GROUP_UNKNOWNS``."""
+    start = 0
+    while start < todo.size:
+        stop = start + 1
+        total = int(counts[todo[start]])
+        while stop < todo.size and total + int(counts[todo[stop]]) <= GROUP_UNKNOWNS:
+            total += int(counts[todo[stop]])
+            stop += 1
+        group = todo[start:stop]
+        vals = _solve_group(xs[group], rem[group], h, w, neighbours)
+        k = 0
+        for i in group:
+            cnt = int(counts[i])
+            out[i][:, rem[i]] = vals[k : k + cnt].T
+            k += cnt
+        start = stop
+
+
 def impute(x: Tensor, removed: Tensor, *, noise: float = NOISE, seed: int = 0,
            solver: str = "auto") -> Tensor:
     """``x`` with the ``removed`` positions filled by noisy linear imputation.
@@ -208,15 +244,7 @@ def impute(x: Tensor, removed: Tensor, *, noise: float = NOISE, seed: int = 0,
     in ``multigrid.MAX_ITER`` iterations is done by SuperLU).
     """
     noise = check_noise(noise)
-    if solver not in SOLVERS:
-        raise CnnlensError(f"solver={solver!r} is invalid; accepted: {', '.join(SOLVERS)}")
-    if solver == "multigrid" and x.dim() != 4:
-        raise CnnlensError("solver='multigrid' solves images (N, C, H, W); got shape "
-                           f"{tuple(x.shape)}")
-    h, w = _grid(x)
-    if tuple(removed.shape) != (x.shape[0], *x.shape[2:]):
-        raise CnnlensError(f"removed mask of shape {tuple(removed.shape)} does not match "
-                           f"inputs {tuple(x.shape)}; accepted: (N, *spatial)")
+    h, w = _checked_grid(x, removed, solver)
     neighbours = NEIGHBOURS_1D if x.dim() == 3 else NEIGHBOURS_2D
     n, c, p = int(x.shape[0]), int(x.shape[1]), h * w
     xs = x.detach().cpu().double().numpy().reshape(n, c, p)
@@ -236,21 +264,7 @@ def impute(x: Tensor, removed: Tensor, *, noise: float = NOISE, seed: int = 0,
         for i, vals in zip(big, _multigrid(xs, rem, h, w, big, noise, seed), strict=True):
             out[i][:, rem[i]] = vals  # noise included
         todo = np.setdiff1d(todo, big)
-    start = 0
-    while start < todo.size:
-        stop = start + 1
-        total = int(counts[todo[start]])
-        while stop < todo.size and total + int(counts[todo[stop]]) <= GROUP_UNKNOWNS:
-            total += int(counts[todo[stop]])
-            stop += 1
-        group = todo[start:stop]
-        vals = _solve_group(xs[group], rem[group], h, w, neighbours)
-        k = 0
-        for i in group:
-            cnt = int(counts[i])
-            out[i][:, rem[i]] = vals[k : k + cnt].T
-            k += cnt
-        start = stop
+    _solve_direct(xs, rem, out, todo, counts, h, w, neighbours)
     if noise > 0:
         for i in np.setdiff1d(np.flatnonzero(counts > 0), big):
             out[i][:, rem[i]] += _noise(xs[i], rem[i], noise, seed)
