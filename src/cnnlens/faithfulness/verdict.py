@@ -11,7 +11,7 @@ these numbers only.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -92,20 +92,39 @@ def build_verdict(
         sign = 1.0 if up else -1.0
         vals = np.asarray([summary[m][key]["mean"] for m in methods], dtype=np.float64)
         oriented.append(sign * vals)
-        rank = rankdata(-sign * vals, method="min")
-        order = np.argsort(rank, kind="stable")
-        top = methods[int(order[0])]
-        rows = []
-        for i in order:
-            m = methods[int(i)]
-            vs_top = _find(tests, key, m, top) if m != top else None
-            rows.append({"method": m, "rank": int(rank[i]), "mean": summary[m][key]["mean"],
-                         "low": summary[m][key]["low"], "high": summary[m][key]["high"],
-                         "tied_with_best": m == top or (vs_top is not None
-                                                        and vs_top[0] == "no difference")})
-        rankings[key] = rows
+        rankings[key] = _ranking(summary, tests, methods, key, oriented[-1])
     w, p = kendalls_w(np.asarray(oriented)) if keys else (float("nan"), float("nan"))
+    contradictions = _contradictions(methods, keys, tests)
+    vs_random = _vs_random(methods, keys, tests)
+    text = _paragraph(methods, keys, rankings, vs_random, contradictions, tests, w, p,
+                      labels=labels, task=task, n=n, alpha=alpha)
+    return {"metrics": list(keys), "methods": methods, "rankings": rankings,
+            "kendall_w": w, "friedman_p": p, "agreement": _strength(w),
+            "contradictions": contradictions, "vs_random": vs_random, "text": text}
 
+
+def _ranking(summary: Mapping[str, Mapping[str, Mapping[str, float]]],
+             tests: Sequence[Mapping[str, Any]], methods: list[str], key: str,
+             oriented: np.ndarray) -> list[dict[str, Any]]:
+    """The methods on ``key``, best first (``oriented``: their means, larger = better), each
+    with its interval and whether the paired test ties it with the best."""
+    rank = rankdata(-oriented, method="min")
+    order = np.argsort(rank, kind="stable")
+    top = methods[int(order[0])]
+    rows = []
+    for i in order:
+        m = methods[int(i)]
+        vs_top = _find(tests, key, m, top) if m != top else None
+        rows.append({"method": m, "rank": int(rank[i]), "mean": summary[m][key]["mean"],
+                     "low": summary[m][key]["low"], "high": summary[m][key]["high"],
+                     "tied_with_best": m == top or (vs_top is not None
+                                                    and vs_top[0] == "no difference")})
+    return rows
+
+
+def _contradictions(methods: list[str], keys: list[str], tests: Sequence[Mapping[str, Any]]
+                    ) -> list[dict[str, Any]]:
+    """Pairs of methods that one metric orders one way and another the other, beyond noise."""
     contradictions = []
     for i, a in enumerate(methods):
         for b in methods[i + 1 :]:
@@ -115,7 +134,12 @@ def build_verdict(
             if a_wins and b_wins:
                 contradictions.append({"a": a, "b": b, "a_better_on": a_wins,
                                        "b_better_on": b_wins})
+    return contradictions
 
+
+def _vs_random(methods: list[str], keys: list[str], tests: Sequence[Mapping[str, Any]]
+               ) -> dict[str, dict[str, list[str]]]:
+    """For each method, the metrics on which it beats random, loses to it, or ties."""
     vs_random: dict[str, dict[str, list[str]]] = {}
     for m in methods:
         if m == RANDOM or RANDOM not in methods:
@@ -126,11 +150,7 @@ def build_verdict(
             if v is not None:
                 out.setdefault(v[0], []).append(k)
         vs_random[m] = out
-    text = _paragraph(methods, keys, rankings, vs_random, contradictions, tests, w, p,
-                      labels=labels, task=task, n=n, alpha=alpha)
-    return {"metrics": list(keys), "methods": methods, "rankings": rankings,
-            "kendall_w": w, "friedman_p": p, "agreement": _strength(w),
-            "contradictions": contradictions, "vs_random": vs_random, "text": text}
+    return vs_random
 
 
 def _paragraph(methods: list[str], keys: list[str], rankings: dict[str, list[dict[str, Any]]],
@@ -150,6 +170,23 @@ def _paragraph(methods: list[str], keys: list[str], rankings: dict[str, list[dic
              f"(random included); their agreement is {_strength(w)} (Kendall's W = {w:.2f}, "
              f"Friedman p = {p:.2g})." if np.isfinite(w) else
              f"{where}{size}, one metric output ranks {len(methods)} maps."]
+    parts += _random_sentences(cands, keys, vs_random, tests, lab)
+    parts.append(_verdict_sentence(cands, keys, rankings, alpha, lab))
+    if contradictions:
+        c = contradictions[0]
+        parts.append(f"The metrics contradict each other on {len(contradictions)} pair(s), "
+                     f"e.g. {c['a']} beats {c['b']} on {', '.join(map(lab, c['a_better_on']))} "
+                     f"but loses on {', '.join(map(lab, c['b_better_on']))}.")
+    return " ".join(parts)
+
+
+def _random_sentences(cands: list[str], keys: list[str],
+                      vs_random: dict[str, dict[str, list[str]]],
+                      tests: Sequence[Mapping[str, Any]], lab: Callable[[str], str]
+                      ) -> list[str]:
+    """How each method compares with the random map, with the headline metrics' differences,
+    and which never beat it."""
+    parts = []
     headline = [k for k in (keys[0], "road_gap") if k in keys]
     for m in cands:
         r = vs_random.get(m)
@@ -170,31 +207,31 @@ def _paragraph(methods: list[str], keys: list[str], rankings: dict[str, list[dic
     if never_random:
         parts.append(f"{', '.join(never_random)} never beat{'s' if len(never_random) == 1 else ''}"
                      " a random map beyond noise.")
+    return parts
+
+
+def _verdict_sentence(cands: list[str], keys: list[str],
+                      rankings: dict[str, list[dict[str, Any]]], alpha: float,
+                      lab: Callable[[str], str]) -> str:
+    """One method best on every metric beyond noise, else those never beaten, else who has
+    the highest mean where."""
     best_all = [m for m in cands if all(
         rankings[k][0]["method"] == m and sum(r["tied_with_best"] for r in rankings[k]) == 1
         for k in keys)]
     unbeaten = [m for m in cands if all(
         next(r for r in rankings[k] if r["method"] == m)["tied_with_best"] for k in keys)]
     if best_all:
-        parts.append(f"Verdict: {best_all[0]} is the most faithful on every metric, beyond "
-                     f"noise (alpha {alpha}, Holm-corrected).")
-    elif unbeaten:
-        parts.append(f"Verdict: {', '.join(unbeaten)} {'is' if len(unbeaten) == 1 else 'are'} "
-                     "never beaten beyond noise on any metric; no method beats every other "
-                     "on every metric.")
-    else:
-        tops: dict[str, list[str]] = {}
-        for k in keys:
-            tops.setdefault(rankings[k][0]["method"], []).append(lab(k))
-        per = "; ".join(f"{m} on {len(ks)} ({', '.join(ks)})" for m, ks in tops.items())
-        parts.append(f"Verdict: no method is best on every metric beyond noise; highest mean: "
-                     f"{per}.")
-    if contradictions:
-        c = contradictions[0]
-        parts.append(f"The metrics contradict each other on {len(contradictions)} pair(s), "
-                     f"e.g. {c['a']} beats {c['b']} on {', '.join(map(lab, c['a_better_on']))} "
-                     f"but loses on {', '.join(map(lab, c['b_better_on']))}.")
-    return " ".join(parts)
+        return (f"Verdict: {best_all[0]} is the most faithful on every metric, beyond "
+                f"noise (alpha {alpha}, Holm-corrected).")
+    if unbeaten:
+        return (f"Verdict: {', '.join(unbeaten)} {'is' if len(unbeaten) == 1 else 'are'} "
+                "never beaten beyond noise on any metric; no method beats every other "
+                "on every metric.")
+    tops: dict[str, list[str]] = {}
+    for k in keys:
+        tops.setdefault(rankings[k][0]["method"], []).append(lab(k))
+    per = "; ".join(f"{m} on {len(ks)} ({', '.join(ks)})" for m, ks in tops.items())
+    return f"Verdict: no method is best on every metric beyond noise; highest mean: {per}."
 
 
 __all__ = ["build_verdict", "kendalls_w"]
