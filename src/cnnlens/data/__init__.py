@@ -131,13 +131,13 @@ def _describe_hmt(cfg: DataConfig) -> TaskShape:
 
 
 def _load_images(cfg: DataConfig) -> TaskData:
-    from cnnlens.data.images import load_image_folder_task
+    from cnnlens.data.image_task import load_image_folder_task
 
     return load_image_folder_task(cfg)
 
 
 def _describe_images(cfg: DataConfig) -> TaskShape:
-    from cnnlens.data.images import describe_image_folders
+    from cnnlens.data.image_task import describe_image_folders
 
     return describe_image_folders(cfg)
 

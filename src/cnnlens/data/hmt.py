@@ -6,7 +6,7 @@ A named preset of the ``images`` task: the same loader with the study's folder n
 from __future__ import annotations
 
 from cnnlens.data import DataConfig, TaskData, TaskShape
-from cnnlens.data.images import describe_image_folders, load_image_folder_task
+from cnnlens.data.image_task import describe_image_folders, load_image_folder_task
 from cnnlens.data.resize import image_hw
 
 HMT_CLASSES = [
@@ -22,7 +22,7 @@ def load_hmt_task(cfg: DataConfig) -> TaskData:
     """Train / val / test datasets from ``cfg.data_dir``/``HMT_train`` and ``HMT_test``.
 
     Class names are the sorted class folders of ``HMT_train``; see
-    :func:`cnnlens.data.images.load_image_folder_task` for the rest.
+    :func:`cnnlens.data.image_task.load_image_folder_task` for the rest.
     """
     return load_image_folder_task(
         cfg, train_folder=TRAIN_FOLDER, test_folder=TEST_FOLDER, val_folder=None, hint=HINT
