@@ -25,6 +25,8 @@ _RASTER_EXTENSIONS = (
 )
 
 DEFAULT_MAX_PIXELS = 4096 * 4096
+
+
 def image_extensions() -> frozenset[str]:
     """Lower-case file suffixes treated as images (common raster formats this Pillow opens)."""
     Image.init()
@@ -84,50 +86,65 @@ def scan_split(root: str | Path, class_names: Sequence[str] | None = None, *,
             skipped.append(entry.name)
         else:
             found.append(entry.name)
-    if class_names is None:
-        names = found
-        if not names:
-            raise CnnlensError(
-                f"{root}: no class folders; expected {root}/<class>/<image files>"
-            )
-    else:
-        names = list(class_names)
-        missing = [c for c in names if c not in found]
-        extra = [c for c in found if c not in names]
-        if missing and not subset:
-            raise CnnlensError(
-                f"{root / missing[0]}: class folder missing; expected classes: {', '.join(names)}"
-            )
-        if extra:
-            shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
-            raise CnnlensError(
-                f"{root / extra[0]}: unexpected class folder; expected classes: {shown}"
-                + (" (the model's --class-names)" if subset else "")
-            )
-        if subset and len(missing) == len(names):
-            raise CnnlensError(f"{root}: no class folder is one of the model's --class-names "
-                               f"({shown if extra else ', '.join(names[:20])})")
+    names = _split_classes(root, found, class_names, subset=subset)
     files: list[Path] = []
     labels: list[int] = []
     for label, name in enumerate(names):
         folder = root / name
         if subset and not folder.is_dir():  # a class of the model that this data lacks
             continue
-        n_before = len(files)
-        for entry in sorted(folder.iterdir()):
-            rel = f"{name}/{entry.name}"
-            if entry.name.startswith(".") or not entry.is_file():
-                skipped.append(rel)
-            elif entry.suffix.lower() in exts:
-                files.append(entry)
-                labels.append(label)
-            else:
-                skipped.append(rel)
-        if len(files) == n_before:
-            raise CnnlensError(
-                f"{folder}: class folder has no image files (accepted: {', '.join(sorted(exts))})"
-            )
+        images = _class_images(folder, name, exts, skipped)
+        files += images
+        labels += [label] * len(images)
     return FolderScan(root, names, files, np.asarray(labels, dtype=np.int64), skipped)
+
+
+def _split_classes(root: Path, found: list[str], class_names: Sequence[str] | None, *,
+                   subset: bool) -> list[str]:
+    """The split's classes: the folders ``found``, or ``class_names`` checked against them."""
+    if class_names is None:
+        if not found:
+            raise CnnlensError(
+                f"{root}: no class folders; expected {root}/<class>/<image files>"
+            )
+        return found
+    names = list(class_names)
+    missing = [c for c in names if c not in found]
+    extra = [c for c in found if c not in names]
+    if missing and not subset:
+        raise CnnlensError(
+            f"{root / missing[0]}: class folder missing; expected classes: {', '.join(names)}"
+        )
+    if extra:
+        shown = ", ".join(names[:20]) + (", ..." if len(names) > 20 else "")
+        raise CnnlensError(
+            f"{root / extra[0]}: unexpected class folder; expected classes: {shown}"
+            + (" (the model's --class-names)" if subset else "")
+        )
+    if subset and len(missing) == len(names):
+        raise CnnlensError(f"{root}: no class folder is one of the model's --class-names "
+                           f"({shown if extra else ', '.join(names[:20])})")
+    return names
+
+
+def _class_images(folder: Path, name: str, exts: frozenset[str], skipped: list[str]
+                  ) -> list[Path]:
+    """One class folder's image files in sorted order; every other entry goes to ``skipped``
+    (relative to the split). A class without images is an error."""
+    files: list[Path] = []
+    for entry in sorted(folder.iterdir()):
+        rel = f"{name}/{entry.name}"
+        if entry.name.startswith(".") or not entry.is_file():
+            skipped.append(rel)
+        elif entry.suffix.lower() in exts:
+            files.append(entry)
+        else:
+            skipped.append(rel)
+    if not files:
+        raise CnnlensError(
+            f"{folder}: class folder has no image files (accepted: {', '.join(sorted(exts))})"
+        )
+    return files
 
 
 # --------------------------------------------------------------------------- decoding
