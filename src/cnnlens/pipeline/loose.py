@@ -14,13 +14,21 @@ from __future__ import annotations
 import base64
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from cnnlens.data.loose import Sample, input_kind, read_class_names, read_inputs, scan_inputs
+from cnnlens.data.loose import (
+    LooseInputs,
+    Sample,
+    input_kind,
+    read_class_names,
+    read_inputs,
+    scan_inputs,
+)
 from cnnlens.device import resolve_device
 from cnnlens.errors import CnnlensError
 from cnnlens.explain.api import explain_methods
@@ -90,9 +98,53 @@ def explain_inputs(
     t0 = time.perf_counter()
     wanted = resolve_methods(list(methods))
     _check_options(score, top_k, faithfulness_steps, batch_size)
-    out = Path(out).expanduser()
-    if out.exists() and not out.is_dir():
-        raise CnnlensError(f"--out {out}: is a file; give a folder")
+    out = _out_folder(out)
+    job = _prepare(model, paths, wanted, weights=weights, trust_pickle=trust_pickle,
+                   normalize=normalize, layer=layer, image_size=image_size, target=target,
+                   class_names=class_names, skip_bad=skip_bad, device=device,
+                   timings=timings, t0=t0)
+    records = _explain_all(
+        job.ready, job.inputs.samples, out, layers=job.layers, score=score, target=job.target,
+        top_k=min(top_k, job.k), steps=faithfulness_steps, baseline=faithfulness_baseline,
+        batch_size=batch_size, seed=seed,
+        dev=job.dev, timings=timings, progress=progress)
+    t3 = time.perf_counter()
+    summary = write_outputs(
+        out, records, methods=wanted, layers=job.layers, labels=job.labels, ready=job.ready,
+        settings={"score": score, "image_size": job.image_size,
+                  "target": None if job.target is None else job.labels[job.target],
+                  "top_k": min(top_k, job.k), "faithfulness_steps": faithfulness_steps,
+                  "faithfulness_baseline": faithfulness_baseline,
+                  "class_names": job.names_from, "device": str(job.dev)},
+        bad=job.inputs.bad, skipped=job.inputs.skipped, timings=timings)
+    timings["html"] = time.perf_counter() - t3
+    summary["timings"] = {**timings, "total": time.perf_counter() - t0}
+    write_summary(out, summary)
+    return summary
+
+
+@dataclass
+class _Prepared:
+    """The decoded inputs and the model ready for them: what the explaining needs."""
+
+    inputs: LooseInputs
+    ready: ReadyModel
+    dev: torch.device
+    image_size: int | None  # the size images were decoded at; None without images
+    labels: list[str]  # the class names, or the indices as text
+    names_from: str | None  # where given class names came from
+    k: int  # classes the model scores
+    target: int | None  # the class explained in every input; None: each one's prediction
+    layers: dict[str, str]  # per method
+
+
+def _prepare(model: str | Path, paths: Sequence[str | Path], methods: list[str], *,
+             weights: str | Path | None, trust_pickle: bool, normalize: str | None,
+             layer: str | Mapping[str, str] | None, image_size: int | None,
+             target: str | int | None, class_names: str | Path | Sequence[str] | None,
+             skip_bad: bool, device: str, timings: dict[str, float], t0: float) -> _Prepared:
+    """Load the model and decode the inputs (its image size may decide theirs), then ready
+    the model for their shape: device, classes, explained class and layer per method."""
     names, names_from = _class_names(class_names)
     scan = scan_inputs(list(paths))
     has_images = any(_is_image(p) for p, _ in scan.files)
@@ -117,27 +169,10 @@ def explain_inputs(
     k = class_count(ready, first, names, names_from)
     labels = names or [str(i) for i in range(k)]
     target_idx = _target_index(target, labels)
-    layers = _plan_layers(ready.module, wanted, layer, first[None].to(dev))
+    layers = _plan_layers(ready.module, methods, layer, first[None].to(dev))
     timings["load"] += time.perf_counter() - t2
-
-    records = _explain_all(
-        ready, inputs.samples, out, layers=layers, score=score, target=target_idx,
-        top_k=min(top_k, k), steps=faithfulness_steps, baseline=faithfulness_baseline,
-        batch_size=batch_size, seed=seed,
-        dev=dev, timings=timings, progress=progress)
-    t3 = time.perf_counter()
-    summary = write_outputs(
-        out, records, methods=wanted, layers=layers, labels=labels, ready=ready,
-        settings={"score": score, "image_size": size if has_images else None,
-                  "target": None if target_idx is None else labels[target_idx],
-                  "top_k": min(top_k, k), "faithfulness_steps": faithfulness_steps,
-                  "faithfulness_baseline": faithfulness_baseline,
-                  "class_names": names_from if names else None, "device": str(dev)},
-        bad=inputs.bad, skipped=inputs.skipped, timings=timings)
-    timings["html"] = time.perf_counter() - t3
-    summary["timings"] = {**timings, "total": time.perf_counter() - t0}
-    write_summary(out, summary)
-    return summary
+    return _Prepared(inputs, ready, dev, size if has_images else None, labels,
+                     names_from if names else None, k, target_idx, layers)
 
 
 def _check_options(score: str, top_k: int, steps: int, batch_size: int) -> None:
@@ -150,6 +185,14 @@ def _check_options(score: str, top_k: int, steps: int, batch_size: int) -> None:
     if steps == 1:  # both ends are shared by every map: one chunk cannot tell maps apart
         raise CnnlensError("--faithfulness-steps 1 scores no point between the curve's ends, "
                            "so every map gets the same AUC; accepted: 0 (off) or >= 2")
+
+
+def _out_folder(out: str | Path) -> Path:
+    """``--out`` as a path; it may not exist yet, but must not be a file."""
+    out = Path(out).expanduser()
+    if out.exists() and not out.is_dir():
+        raise CnnlensError(f"--out {out}: is a file; give a folder")
+    return out
 
 
 def _is_image(path: Path) -> bool:
@@ -225,29 +268,11 @@ def _explain_all(ready: ReadyModel, samples: list[Sample], out: Path, *,
     for idx in _groups(samples, batch_size):
         t = time.perf_counter()
         x = torch.stack([samples[i].x for i in idx]).to(dev)
-        maps: dict[str, torch.Tensor] = {}
-        raws: dict[str, np.ndarray] = {}
-        logits = raw_shape = None
-        for name, ms in by_layer.items():
-            res = explain_methods(ready.module, x, layer=name, methods=ms, targets=target,
-                                  score=score)
-            for m in ms:
-                maps[m] = res[m].maps.detach().cpu()
-                raws[m] = res[m].raw.detach().float().cpu().numpy()
-            first = res[ms[0]]
-            logits = first.logits.detach().float().cpu() if logits is None else logits
-            raw_shape = raw_shape or tuple(first.raw.shape[1:])
-        assert logits is not None and raw_shape is not None
+        maps, raws, logits, raw_shape = _cams(ready, x, by_layer, target=target, score=score)
         probs = torch.softmax(logits, dim=1)
         explained = (torch.full((len(idx),), target, dtype=torch.long) if target is not None
                      else probs.argmax(dim=1))
-        top = torch.topk(probs, top_k, dim=1)
-        batch = [Explained(samples[i].name, samples[i].kind, tuple(samples[i].x.shape),
-                           _unique(safe_filename(samples[i].name, max_len=60), taken),
-                           int(explained[j]),
-                           [(int(c), float(p)) for c, p in zip(top.indices[j], top.values[j],
-                                                               strict=True)])
-                 for j, i in enumerate(idx)]
+        batch = _records(samples, idx, probs, explained, top_k, taken)
         for j, rec in enumerate(batch):
             rec.raw = {m: r[j] for m, r in raws.items()}
         timings["cams"] += time.perf_counter() - t
@@ -273,6 +298,40 @@ def _explain_all(ready: ReadyModel, samples: list[Sample], out: Path, *,
             progress("overlays", done, n)
         records.update(zip(idx, batch, strict=True))
     return [records[i] for i in range(n)]
+
+
+def _cams(ready: ReadyModel, x: torch.Tensor, by_layer: dict[str, list[str]], *,
+          target: int | None, score: str
+          ) -> tuple[dict[str, torch.Tensor], dict[str, np.ndarray], torch.Tensor,
+                     tuple[int, ...]]:
+    """Every method's maps and raw layer maps of a batch, one engine pass per layer; with the
+    logits and the raw maps' grid (both from the first layer)."""
+    maps: dict[str, torch.Tensor] = {}
+    raws: dict[str, np.ndarray] = {}
+    logits = raw_shape = None
+    for name, ms in by_layer.items():
+        res = explain_methods(ready.module, x, layer=name, methods=ms, targets=target,
+                              score=score)
+        for m in ms:
+            maps[m] = res[m].maps.detach().cpu()
+            raws[m] = res[m].raw.detach().float().cpu().numpy()
+        first = res[ms[0]]
+        logits = first.logits.detach().float().cpu() if logits is None else logits
+        raw_shape = raw_shape or tuple(first.raw.shape[1:])
+    assert logits is not None and raw_shape is not None
+    return maps, raws, logits, raw_shape
+
+
+def _records(samples: list[Sample], idx: list[int], probs: torch.Tensor,
+             explained: torch.Tensor, top_k: int, taken: set[str]) -> list[Explained]:
+    """A record per input of the batch: its file-safe name, explained class and top-k."""
+    top = torch.topk(probs, top_k, dim=1)
+    return [Explained(samples[i].name, samples[i].kind, tuple(samples[i].x.shape),
+                      _unique(safe_filename(samples[i].name, max_len=60), taken),
+                      int(explained[j]),
+                      [(int(c), float(p)) for c, p in zip(top.indices[j], top.values[j],
+                                                          strict=True)])
+            for j, i in enumerate(idx)]
 
 
 def _random(idx: list[int], shape: torch.Size, cells: tuple[int, ...], seed: int
