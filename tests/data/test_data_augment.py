@@ -9,8 +9,19 @@ import pytest
 import torch
 from scipy import ndimage
 
-from cnnlens.data.augment import AffineParams, augment_batch, augment_image, sample_params
-from cnnlens.data.augmentations import DIHEDRAL_AUGMENT, STUDY_AUGMENT, AugmentConfig
+from cnnlens.data.augment import (
+    AffineParams,
+    augment_batch,
+    augment_image,
+    sample_params,
+    stain_jitter,
+)
+from cnnlens.data.augmentations import (
+    DIHEDRAL_AUGMENT,
+    DIHEDRAL_STAIN_AUGMENT,
+    STUDY_AUGMENT,
+    AugmentConfig,
+)
 from cnnlens.errors import CnnlensError
 
 
@@ -127,3 +138,48 @@ def test_adding_quarter_turns_leaves_the_study_draws_unchanged() -> None:
         assert (a.rotation_deg, a.shear_deg, a.hflip, a.vflip) == (
             b.rotation_deg, b.shear_deg, b.hflip, b.vflip)
         assert a.quarter_turns == 0
+
+
+def test_adding_stain_jitter_leaves_the_geometry_draws_unchanged() -> None:
+    for i in range(20):
+        a = sample_params(DIHEDRAL_AUGMENT, 3, 1, i)
+        b = sample_params(DIHEDRAL_STAIN_AUGMENT, 3, 1, i)
+        assert (a.quarter_turns, a.hflip, a.vflip) == (b.quarter_turns, b.hflip, b.vflip)
+        s = DIHEDRAL_STAIN_AUGMENT.stain
+        assert all(1 - s <= v <= 1 + s for v in b.stain_scale)
+        assert all(-s <= v <= s for v in b.stain_shift)
+        assert b == sample_params(DIHEDRAL_STAIN_AUGMENT, 3, 1, i)  # a pure function
+    assert sample_params(DIHEDRAL_STAIN_AUGMENT, 3, 1, 0) != sample_params(
+        DIHEDRAL_STAIN_AUGMENT, 3, 2, 0)
+
+
+def _optical_density(x: torch.Tensor) -> torch.Tensor:
+    return -torch.log(x.double().clamp_min(1 / 255))
+
+
+def test_stain_jitter_moves_density_along_the_jittered_stain_only() -> None:
+    """Shifting the eosin amount alone changes each pixel's optical density by a multiple
+    of the eosin vector, the same for every pixel (Ruifrok-Johnston deconvolution)."""
+    eosin = torch.tensor([0.07, 0.99, 0.11], dtype=torch.float64)
+    x = torch.rand(1, 3, 5, 5) * 0.8 + 0.15  # no pixel near the clipping limits
+    p = AffineParams(stain_shift=(0.0, 0.03, 0.0))
+    y = stain_jitter(x, [p])
+    delta = (_optical_density(y) - _optical_density(x))[0].reshape(3, -1).T  # (pixels, 3)
+    torch.testing.assert_close(delta, (0.03 * eosin).expand_as(delta), rtol=0, atol=1e-5)
+    # identity parameters leave the image as it is
+    assert stain_jitter(x, [AffineParams()]) is x
+    # scaling every stain by 1.1 scales the whole optical density by 1.1
+    z = stain_jitter(x, [AffineParams(stain_scale=(1.1, 1.1, 1.1))])
+    torch.testing.assert_close(_optical_density(z), 1.1 * _optical_density(x), rtol=1e-5,
+                               atol=1e-5)
+
+
+def test_stain_jitter_in_a_batch_is_per_image_and_stays_in_range() -> None:
+    x = torch.rand(6, 3, 8, 8)
+    params = [sample_params(DIHEDRAL_STAIN_AUGMENT, 0, 0, i) for i in range(6)]
+    y = augment_batch(x, params)
+    assert float(y.min()) >= 0.0 and float(y.max()) <= 1.0
+    for i in range(6):
+        torch.testing.assert_close(y[i], augment_image(x[i], params[i]))
+    with pytest.raises(CnnlensError, match="RGB images"):
+        stain_jitter(torch.rand(1, 1, 4, 4), params[:1])

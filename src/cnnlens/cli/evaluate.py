@@ -37,7 +37,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def main(args: argparse.Namespace) -> int:
     from cnnlens.cli.options import options_from_args
     from cnnlens.evaluate.options import EvaluateOptions
-    from cnnlens.evaluate.stage import evaluate_run
+    from cnnlens.evaluate.stage import run_stage
     from cnnlens.rundir.folder import RunDir
 
     prepare_trained(args)
@@ -45,8 +45,7 @@ def main(args: argparse.Namespace) -> int:
     data = skip_bad_data(args)
     opts = options_from_args(EvaluateOptions, args)
     opts.validate()
-    m = evaluate_run(run, split=opts.split, data_dir=args.data_dir, device=args.device,
-                     batch_size=opts.batch_size, data=data)
+    m = run_stage(run, opts, device=args.device, data=data, data_dir=args.data_dir)
     print_summary(m, run.eval_dir)
     return 0
 

@@ -15,12 +15,14 @@ from cnnlens.cli._common import (
 
 #: The stage options ``cnnlens run`` offers (the rest keep their defaults; each stage's
 #: command has them all).
+EVALUATE_IN_RUN = ("tta",)
 EXPLAIN_IN_RUN = ("methods", "layer", "score", "limit")
 FAITHFULNESS_IN_RUN = ("fracs", "metrics", "baseline", "seed", "sanity")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     from cnnlens.cli.options import add_options
+    from cnnlens.evaluate.options import EvaluateOptions
     from cnnlens.explain.options import ExplainOptions
     from cnnlens.faithfulness.options import FaithfulnessOptions
     from cnnlens.report.options import ReportOptions
@@ -42,8 +44,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--out", default=None, help="run folder (default: runs/<task>-<timestamp>)")
     p.add_argument("--overwrite", action="store_true",
                    help="replace a run of another config in --out")
-    e = p.add_argument_group("explain and faithfulness (see cnnlens explain / faithfulness "
-                             "--help for the rest)")
+    e = p.add_argument_group("evaluate, explain and faithfulness (see cnnlens evaluate / "
+                             "explain / faithfulness --help for the rest)")
+    add_options(e, EvaluateOptions, only=EVALUATE_IN_RUN)
     add_options(e, ExplainOptions, only=EXPLAIN_IN_RUN)  # the stages' own declarations
     add_options(e, FaithfulnessOptions, only=FAITHFULNESS_IN_RUN, prefix="faithfulness_",
                 flags={"seed": ("--faithfulness-seed",)})  # --seed is training's here
@@ -54,17 +57,19 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 def options_from_args(args: argparse.Namespace) -> Any:
     """The pipeline options this command line asks for (the Python API takes the same)."""
     from cnnlens.cli.options import options_from_args as stage_options
+    from cnnlens.evaluate.options import EvaluateOptions
     from cnnlens.explain.options import ExplainOptions
     from cnnlens.faithfulness.options import FaithfulnessOptions
     from cnnlens.report.options import ReportOptions
 
+    evaluate = stage_options(EvaluateOptions, args, only=EVALUATE_IN_RUN)
     explain = stage_options(ExplainOptions, args, only=EXPLAIN_IN_RUN)
     # methods, layer and limit follow explain's (the runner applies them)
     faithfulness = stage_options(FaithfulnessOptions, args, only=FAITHFULNESS_IN_RUN,
                                  prefix="faithfulness_")
     report = stage_options(ReportOptions, args, only=("max_image_px", "explorer_limit"))
-    return run_options_from_args(args, explain=explain, faithfulness=faithfulness,
-                                 report=report)
+    return run_options_from_args(args, evaluate=evaluate, explain=explain,
+                                 faithfulness=faithfulness, report=report)
 
 
 def main(args: argparse.Namespace) -> int:

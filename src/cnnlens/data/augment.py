@@ -15,6 +15,10 @@ regenerated: a resumed run or a different DataLoader worker count sees the same 
 ``dihedral`` (the ``best`` HMT recipe) draws one of the 8 symmetries of the square: a
 quarter-turn count and flips, all exact pixel permutations. Histology has no preferred
 orientation, so these are label-preserving and cost no interpolation blur or border fill.
+``dihedral+stain`` adds stain jitter: H&E tiles from different slides differ mostly in how
+much of each stain took, so each tile's optical densities are unmixed into haematoxylin,
+eosin and a residual (the Ruifrok-Johnston colour deconvolution), each scaled and shifted a
+little, and mixed back (the "HED-light" augmentation of Tellez et al. 2019).
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ class AffineParams:
     hflip: bool = False
     vflip: bool = False
     quarter_turns: int = 0  # counter-clockwise, applied before the flips
+    stain_scale: tuple[float, float, float] = (1.0, 1.0, 1.0)  # H, E, residual
+    stain_shift: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def sample_params(cfg: AugmentConfig, seed: int, epoch: int, index: int) -> AffineParams:
@@ -50,13 +56,50 @@ def sample_params(cfg: AugmentConfig, seed: int, epoch: int, index: int) -> Affi
         )
     rng = np.random.default_rng([int(seed), int(epoch), int(index)])
     u = rng.random(5 if cfg.quarter_turns else 4)  # the study's 4 draws stay as they were
+    stain: dict[str, tuple[float, float, float]] = {}
+    if cfg.stain > 0:  # drawn after the geometry, so those draws stay as they were
+        v = (2 * rng.random(6) - 1) * cfg.stain
+        stain = {"stain_scale": _triple(1.0 + v[:3]), "stain_shift": _triple(v[3:])}
     return AffineParams(
         rotation_deg=float((2 * u[0] - 1) * cfg.rotation_deg),
         shear_deg=float((2 * u[1] - 1) * cfg.shear_deg),
         hflip=bool(cfg.hflip and u[2] < 0.5),
         vflip=bool(cfg.vflip and u[3] < 0.5),
         quarter_turns=int(u[4] * 4) if cfg.quarter_turns else 0,
+        **stain,
     )
+
+
+def _triple(v: np.ndarray) -> tuple[float, float, float]:
+    return float(v[0]), float(v[1]), float(v[2])
+
+
+#: Stain vectors (rows: haematoxylin, eosin, residual) in optical density, from
+#: Ruifrok & Johnston 2001 (the matrix scikit-image's ``rgb2hed`` inverts).
+_HED_FROM_RGB_INV = np.array([[0.65, 0.70, 0.29], [0.07, 0.99, 0.11], [0.27, 0.57, 0.78]])
+_RGB_FROM_HED = torch.from_numpy(_HED_FROM_RGB_INV)
+_HED_FROM_RGB = torch.from_numpy(np.linalg.inv(_HED_FROM_RGB_INV))
+_MIN_INTENSITY = 1.0 / 255.0  # a pixel of value 0 has infinite optical density
+
+
+def stain_jitter(x: torch.Tensor, params: Sequence[AffineParams]) -> torch.Tensor:
+    """Scale and shift each tile's H, E and residual densities (``(N, 3, H, W)`` in [0, 1]).
+
+    Density is ``-log(rgb)``; the stain amounts are its coordinates in the stain basis. The
+    result is clipped to [0, 1]. Identity parameters return ``x`` unchanged.
+    """
+    if all(p.stain_scale == (1.0, 1.0, 1.0) and p.stain_shift == (0.0, 0.0, 0.0)
+           for p in params):
+        return x
+    if x.shape[1] != 3:
+        raise CnnlensError(f"stain jitter needs RGB images (3 channels), got {x.shape[1]}")
+    dtype = x.dtype
+    scale, shift = (torch.tensor(v, dtype=dtype, device=x.device)[:, :, None, None] for v in (
+        [p.stain_scale for p in params], [p.stain_shift for p in params]))
+    od = -torch.log(x.clamp_min(_MIN_INTENSITY))
+    hed = torch.einsum("nchw,cd->ndhw", od, _HED_FROM_RGB.to(x.device, dtype))
+    od = torch.einsum("ndhw,dc->nchw", hed * scale + shift, _RGB_FROM_HED.to(x.device, dtype))
+    return torch.exp(-od).clamp_(0.0, 1.0)
 
 
 def affine_theta(p: AffineParams, height: int, width: int) -> torch.Tensor:
@@ -110,7 +153,7 @@ def augment_batch(x: torch.Tensor, params: Sequence[AffineParams]) -> torch.Tens
         out[warp] = F.grid_sample(
             src, grid, mode="bilinear", padding_mode="border", align_corners=True
         )
-    return out
+    return stain_jitter(out, params)
 
 
 def augment_image(x: torch.Tensor, params: AffineParams) -> torch.Tensor:

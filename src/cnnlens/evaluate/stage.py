@@ -31,7 +31,8 @@ FIGURE_DPI = 110
 def is_done(run: RunDir, options: EvaluateOptions | None = None) -> bool:
     """Done when ``eval/metrics.json`` holds this split for the current model weights."""
     opts = options or EvaluateOptions()
-    return run.current_output(run.eval_dir / METRICS_FILE, split=opts.split) is not None
+    done = run.current_output(run.eval_dir / METRICS_FILE, split=opts.split)
+    return done is not None and (done.get("options") or {}).get("tta", "none") == opts.tta
 
 
 def read_metrics(run: RunDir) -> dict[str, Any]:
@@ -50,6 +51,7 @@ def evaluate_run(
     device: str = "auto",
     batch_size: int = EvaluateOptions.batch_size,
     data: TaskData | None = None,
+    tta: str = EvaluateOptions.tta,
 ) -> dict[str, Any]:
     """Write ``eval/metrics.json``, ``eval/predictions.npz`` and the figures; return metrics.
 
@@ -58,7 +60,7 @@ def evaluate_run(
     ``torchrun`` each process predicts its share of the samples; rank 0 gathers them (in
     order, padding dropped) and writes; every rank returns the same metrics.
     """
-    opts = EvaluateOptions(split=split, batch_size=batch_size)
+    opts = EvaluateOptions(split=split, batch_size=batch_size, tta=tta)
     opts.validate()
     with run.lock():
         ranks, dev = setup(resolve_device(device))
@@ -69,7 +71,7 @@ def evaluate_run(
             raise CnnlensError(f"--split {split}: the split is empty for this run")
         shard = ranks.shard(len(dataset))  # type: ignore[arg-type]
         probs, labels = predict_proba(model, dataset, batch_size=batch_size, device=dev,
-                                      indices=shard.indices)
+                                      indices=shard.indices, tta=tta)
         probs, labels = shard.gather(probs), shard.gather(labels)
         return ranks.on_main(lambda: _write(run, opts, data, dataset, probs, labels, meta))
 
@@ -143,7 +145,7 @@ def run_stage(run: RunDir, options: EvaluateOptions, *, device: str = "auto",
               data: TaskData | None = None, data_dir: str | None = None) -> dict[str, Any]:
     """The pipeline's entry: :func:`evaluate_run` with the stage's options."""
     return evaluate_run(run, split=options.split, batch_size=options.batch_size, device=device,
-                        data=data, data_dir=data_dir)
+                        data=data, data_dir=data_dir, tta=options.tta)
 
 
 __all__ = ["EvaluateOptions", "evaluate_run", "is_done", "read_metrics", "run_stage"]

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from cnnlens.device import fast_forward
 from cnnlens.explain.tail import GraphTail
 
 if TYPE_CHECKING:
@@ -38,6 +39,16 @@ class Reused:
         if self.buf is None or self.buf.shape[0] < rows:
             self.buf = self.like.new_empty((rows, *self.like.shape[1:]))
         return self.buf[:rows]
+
+
+def same_layout(t: Tensor, like: Tensor) -> Tensor:
+    """``t`` in ``like``'s memory format: the ablated copies then run through the same
+    kernels as the capture pass did, so their scores and the unablated one round alike
+    (Ablation-CAM's weights are differences of the two)."""
+    if (like.dim() == 4 and not like.is_contiguous()
+            and like.is_contiguous(memory_format=torch.channels_last)):
+        return t.contiguous(memory_format=torch.channels_last)
+    return t
 
 
 @dataclass
@@ -106,7 +117,7 @@ class LayerContext:
             torch.index_select(a, 0, r // k, out=batch)
             flat = batch.view(r.numel() * k, -1)
             flat.index_fill_(0, torch.arange(r.numel(), device=a.device) * k + r % k, 0.0)
-            return batch
+            return same_layout(batch, a)
 
         saved: tuple[Tensor, ...] = ()
         if eng.tail is None:
@@ -124,7 +135,8 @@ class LayerContext:
                 sl = slice(start, min(n * k, start + step))
                 if isinstance(graph, GraphTail):
                     samples = rows[sl] // k
-                    extra = [torch.index_select(v, 0, samples, out=b.get(samples.numel()))
+                    extra = [same_layout(torch.index_select(v, 0, samples,
+                                                            out=b.get(samples.numel())), v)
                              for v, b in zip(saved, buffers, strict=True)]
                     logits = graph.tail(eng.expand(build(sl)), *extra)
                 else:
@@ -141,7 +153,7 @@ class LayerContext:
         with torch.no_grad():
             for start in range(0, rows.numel(), step):
                 sl = slice(start, min(rows.numel(), start + step))
-                logits = eng.model(build(sl))
+                logits = fast_forward(eng.model, build(sl))
                 out[sl] = target_scores(logits, self.targets[rows[sl]], eng.score)
         return out
 

@@ -21,7 +21,7 @@ from functools import cached_property
 import torch
 from torch import Tensor, nn
 
-from cnnlens.device import is_oom
+from cnnlens.device import fast_forward, is_oom
 from cnnlens.errors import CnnlensError, unknown_choice
 from cnnlens.explain.checks import check_class_bound, model_error
 from cnnlens.explain.context import LayerContext, target_scores
@@ -312,7 +312,7 @@ class Engine:
                 self._probe() if probe else nullcontext() as stats,
                 torch.set_grad_enabled(need_grad),
             ):
-                logits = self.model(x)
+                logits = fast_forward(self.model, x, retry=store.clear)
         finally:
             handle.remove()
         return store, logits, stats
@@ -330,7 +330,7 @@ class Engine:
 
             handle = self.layer.register_forward_hook(replace)
             try:
-                return self.model(x[rows.to(x.device)])
+                return fast_forward(self.model, x[rows.to(x.device)])
             finally:
                 handle.remove()
 
