@@ -7,11 +7,12 @@ import math
 import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from contextvars import ContextVar
 
 import torch
 from torch import nn
 
-from cnnlens.errors import CnnlensError
+from cnnlens.errors import CnnlensError, unknown_choice
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -87,6 +88,14 @@ def fast_forward(model: nn.Module, x: torch.Tensor, retry: Callable[[], None] | 
     input is remembered and run as given; ``retry`` is called before that second call
     (e.g. to drop what forward hooks captured in the failed one).
     """
+    if _INFERENCE_PRECISION.get() == "bf16" and x.device.type in ("cpu", "cuda"):
+        with torch.autocast(x.device.type, dtype=torch.bfloat16):
+            return _layout_forward(model, x, retry)
+    return _layout_forward(model, x, retry)
+
+
+def _layout_forward(model: nn.Module, x: torch.Tensor, retry: Callable[[], None] | None
+                    ) -> torch.Tensor:
     if x.dim() != 4 or model in _NCHW_ONLY:
         return model(x)
     try:
@@ -103,3 +112,46 @@ def fast_forward(model: nn.Module, x: torch.Tensor, retry: Callable[[], None] | 
 
 #: The inference passes' name for :func:`fast_forward` (no gradient is implied by either).
 inference_forward = fast_forward
+
+
+def cpu_has_native_bf16() -> bool:
+    """True when oneDNN runs bf16 convolutions natively on this CPU (AVX-512 BF16 / AMX)."""
+    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    try:
+        return bool(check()) if check is not None else False
+    except RuntimeError:  # pragma: no cover - a build without oneDNN
+        return False
+
+
+def resolve_precision(precision: str, device: torch.device, spatial_dims: int = 2) -> str:
+    """``"bf16"`` or ``"fp32"``: what ``precision`` (auto, fp32, bf16) means on ``device`` for
+    samples with ``spatial_dims`` spatial axes (1 for signals, 2 for images)."""
+    if precision not in ("auto", "fp32", "bf16"):
+        raise unknown_choice("--precision", precision, ["auto", "fp32", "bf16"])
+    if precision != "auto":
+        return precision
+    if spatial_dims < 2:
+        return "fp32"
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    if device.type == "cpu":
+        return "bf16" if cpu_has_native_bf16() else "fp32"
+    return "fp32"
+
+
+#: The precision inference passes run in (see :func:`inference_precision`).
+_INFERENCE_PRECISION: ContextVar[str] = ContextVar("inference_precision", default="fp32")
+
+
+@contextmanager
+def inference_precision(precision: str) -> Iterator[None]:
+    """Run the :func:`fast_forward` calls inside in ``precision`` (``"fp32"`` or ``"bf16"``,
+    as :func:`resolve_precision` resolved it): bf16 autocast halves the cost of a forward on
+    hardware that computes bf16 natively, at about 1e-2 relative error in the logits."""
+    if precision not in ("fp32", "bf16"):
+        raise ValueError(f"inference_precision takes a resolved precision, got {precision!r}")
+    token = _INFERENCE_PRECISION.set(precision)
+    try:
+        yield
+    finally:
+        _INFERENCE_PRECISION.reset(token)

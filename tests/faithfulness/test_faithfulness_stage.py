@@ -160,3 +160,25 @@ def test_road_baseline_and_projections(run_dir: Path) -> None:
         run_faithfulness(run_dir, percentages=[0], limit=5, sanity=False)
     with pytest.raises(CnnlensError, match="sanity-draw"):
         run_faithfulness(run_dir, sanity_draw="uniform", limit=5)
+
+
+def test_bf16_scores_road_in_bf16_and_says_so(run_dir: Path) -> None:
+    """bf16 autocast moves the probabilities a little (bf16 keeps 8 significant bits), never
+    the order of magnitude; the maps and targets stay the fp32 ones, and the results say
+    which precision scored them. ``auto`` keeps signals in fp32."""
+    kw = {"methods": ["gradcam"], "fracs": [0.9], "limit": 12, "metrics": ["road"],
+          "baseline": "road", "percentages": [10, 50], "sanity": False, "figures": False,
+          "n_boot": 20}
+    fp32 = run_faithfulness(run_dir, **kw)  # type: ignore[arg-type]
+    bf16 = run_faithfulness(run_dir, precision="bf16", **kw)  # type: ignore[arg-type]
+    auto = run_faithfulness(run_dir, precision="auto", **kw)  # type: ignore[arg-type]
+    assert "bf16" in bf16["choices"]["road"]["precision"]
+    assert "precision" not in fp32["choices"]["road"]
+    assert "precision" not in auto["choices"]["road"]
+    assert bf16["request"]["precision"] == "bf16"
+    for key in ("road_morf", "road_lerf"):
+        a = np.asarray(fp32["per_sample"]["values"]["gradcam"][key])
+        b = np.asarray(bf16["per_sample"]["values"]["gradcam"][key])
+        assert np.abs(a - b).max() <= 0.05
+        assert not np.array_equal(a, b)  # the passes did run in bf16
+        assert auto["per_sample"]["values"]["gradcam"][key] == fp32["per_sample"]["values"]["gradcam"][key]

@@ -17,7 +17,7 @@ from cnnlens.cli._common import (
 #: command has them all).
 EVALUATE_IN_RUN = ("tta",)
 EXPLAIN_IN_RUN = ("methods", "layer", "score", "limit")
-FAITHFULNESS_IN_RUN = ("fracs", "metrics", "baseline", "seed", "sanity")
+FAITHFULNESS_IN_RUN = ("fracs", "metrics", "baseline", "seed", "sanity", "precision")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -49,7 +49,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     add_options(e, EvaluateOptions, only=EVALUATE_IN_RUN)
     add_options(e, ExplainOptions, only=EXPLAIN_IN_RUN)  # the stages' own declarations
     add_options(e, FaithfulnessOptions, only=FAITHFULNESS_IN_RUN, prefix="faithfulness_",
-                flags={"seed": ("--faithfulness-seed",)})  # --seed is training's here
+                flags={"seed": ("--faithfulness-seed",),  # --seed and --precision are
+                       "precision": ("--faithfulness-precision",)})  # training's here
     add_options(e, ReportOptions, only=("max_image_px", "explorer_limit"))
     p.set_defaults(func=main)
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from torch import Tensor
+from torch import Tensor, nn
 
 from cnnlens.device import fast_forward
 from cnnlens.explain.tail import GraphTail
@@ -100,13 +100,8 @@ class LayerContext:
         if eng.tail is not None and len(eng.ablation_prefix):
             with torch.no_grad():  # the prefix may work in place
                 a = eng.squeeze(eng.ablation_prefix(eng.expand(a.clone())))
-        head = eng.linear_head
-        if head is not None:
-            weight = head.weight.view(head.out_features, k, -1).to(a.dtype)
-            drop = torch.einsum("nks,oks->nko", a.reshape(n, k, -1), weight)
-            logits = (self.logits[:, None, :] - drop).reshape(n * k, -1)
-            scores = target_scores(logits, self.targets.repeat_interleave(k), eng.score)
-            return scores.view(n, k)
+        if eng.linear_head is not None:
+            return self._linear_ablated_scores(a, eng.linear_head)
         rows = torch.arange(n * k, device=a.device)
         buffer = Reused(a)
 
@@ -143,6 +138,15 @@ class LayerContext:
                     logits = eng.ablation_rest(eng.expand(build(sl)))
                 out[sl] = target_scores(logits, self.targets[rows[sl] // k], eng.score)
         return out.view(n, k)
+
+    def _linear_ablated_scores(self, a: Tensor, head: nn.Linear) -> Tensor:
+        """Ablated scores when the rest is ``Flatten`` + ``Linear``: ``logits − W_k·P_k``."""
+        n, k = a.shape[:2]
+        weight = head.weight.view(head.out_features, k, -1).to(a.dtype)
+        drop = torch.einsum("nks,oks->nko", a.reshape(n, k, -1), weight)
+        logits = (self.logits[:, None, :] - drop).reshape(n * k, -1)
+        return target_scores(logits, self.targets.repeat_interleave(k),
+                             self.engine.score).view(n, k)
 
     def input_scores(self, rows: Tensor, build: Callable[[slice], Tensor]) -> Tensor:
         """Target scores of whole-model forward passes on inputs built row by row."""

@@ -25,7 +25,7 @@ from cnnlens.device import fast_forward, is_oom
 from cnnlens.errors import CnnlensError, unknown_choice
 from cnnlens.explain.checks import check_class_bound, model_error
 from cnnlens.explain.context import LayerContext, target_scores
-from cnnlens.explain.layers import sequential_tail
+from cnnlens.explain.layers import flatten_linear, sequential_tail, split_zero_preserving
 from cnnlens.explain.options import SCORES
 from cnnlens.explain.tail import GraphTail, graph_tail
 
@@ -138,7 +138,7 @@ class Engine:
 
     @cached_property
     def _ablation_split(self) -> tuple[nn.Sequential, nn.Sequential]:
-        return _split_zero_preserving(self.tail)
+        return split_zero_preserving(self.tail)
 
     @property
     def ablation_prefix(self) -> nn.Sequential:
@@ -153,7 +153,7 @@ class Engine:
     @cached_property
     def linear_head(self) -> nn.Linear | None:
         """The Linear when the rest is exactly ``Flatten → Linear`` (closed-form ablation)."""
-        return _flatten_linear(self.ablation_rest)
+        return flatten_linear(self.ablation_rest)
 
     # -- chunk planning ------------------------------------------------------------------
     @contextmanager
@@ -333,52 +333,6 @@ class Engine:
                 return fast_forward(self.model, x[rows.to(x.device)])
             finally:
                 handle.remove()
-
-
-_ZERO_PRESERVING: tuple[type[nn.Module], ...] = (
-    nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d, nn.AvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d,
-    nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.Tanh, nn.Identity,
-    nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
-)  # fmt: skip
-
-
-def _leaves(module: nn.Module) -> list[nn.Module]:
-    """A tail as a flat list, expanding plain nested ``nn.Sequential`` containers."""
-    if isinstance(module, nn.Sequential) and type(module).forward is nn.Sequential.forward:
-        return [leaf for child in module.children() for leaf in _leaves(child)]
-    return [module]
-
-
-def _split_zero_preserving(tail: nn.Module | None) -> tuple[nn.Sequential, nn.Sequential]:
-    """Split a tail into (per-channel layers that map a zero channel to zero, the rest).
-
-    Exact types only (a subclass may change behaviour); in eval mode Dropout is identity.
-    """
-    mods = _leaves(tail) if tail is not None else []
-    cut = 0
-    while (
-        cut < len(mods)
-        and type(mods[cut]) in _ZERO_PRESERVING
-        and not getattr(mods[cut], "return_indices", False)
-    ):
-        cut += 1
-    return nn.Sequential(*mods[:cut]), nn.Sequential(*mods[cut:])
-
-
-def _flatten_linear(tail: nn.Module | None) -> nn.Linear | None:
-    """The Linear of a tail that is exactly ``Flatten(1) → Linear``, else None."""
-    mods = list(tail.children()) if tail is not None else []
-    if (
-        len(mods) == 2
-        and type(mods[0]) is nn.Flatten
-        and mods[0].start_dim == 1
-        and mods[0].end_dim == -1
-        and type(mods[1]) is nn.Linear
-    ):
-        return mods[1]
-    return None
 
 
 def _check_layer_output(name: str, out: Tensor, x: Tensor) -> None:

@@ -92,18 +92,23 @@ def road(
             "score": y.numpy(),
             "target": t.numpy(),
         },
-        choices={
-            "score": SCORE,
-            "percentages": ", ".join(f"{p:g}" for p in pcts) + " % of positions removed",
-            "order": "MoRF removes the round(P*p/100) highest map values, LeRF the lowest "
-            "(ties: lower index counts as higher)",
-            "imputation": scorer.describe(),
-            "summary": "mean target probability over the percentages (rectangle rule); "
-            "road_gap = LeRF - MoRF",
-            "masking": "raw input space; one mask per position shared by the channels",
-        },
+        choices=_choices(scorer, pcts),
         curves={"fraction": np.asarray(pcts) / 100.0, "morf": m, "lerf": le},
     )
+
+
+def _choices(scorer: ImputedScores, pcts: Sequence[float]) -> dict[str, str]:
+    """What defines ROAD's numbers, as the results state it."""
+    return {
+        "score": SCORE,
+        "percentages": ", ".join(f"{p:g}" for p in pcts) + " % of positions removed",
+        "order": "MoRF removes the round(P*p/100) highest map values, LeRF the lowest "
+        "(ties: lower index counts as higher)",
+        "imputation": scorer.describe(),
+        "summary": "mean target probability over the percentages (rectangle rule); "
+        "road_gap = LeRF - MoRF",
+        "masking": "raw input space; one mask per position shared by the channels",
+    }
 
 
 __all__ = ["PERCENTAGES", "check_percentages", "removal_counts", "road"]

@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from cnnlens.data import TaskData
+from cnnlens.device import inference_precision, resolve_precision
 from cnnlens.distributed import Ranks, Shard, current
 from cnnlens.errors import CnnlensError
 from cnnlens.explain.stage import CamPlan, plan_cams, resolve_methods
@@ -177,7 +178,7 @@ def maps(job: Job) -> tuple[dict[str, Tensor], dict[str, dict[str, Any]]]:
 
 def score(job: Job, all_maps: dict[str, Tensor]) -> Scores:
     """Every metric of every map, per sample (gathered over processes in sample order)."""
-    opts, progress, shard = job.opts, job.progress, job.shard
+    opts = job.opts
     out = Scores({}, {}, {}, {}, [], M.ImputedScores(noise=opts.noise, seed=opts.seed))
     # one memoised imputer: removals asked twice (Table I under road at frac f and ROAD
     # LeRF at 1 - f, or deletion steps and ROAD MoRF) are solved and scored once
@@ -188,13 +189,24 @@ def score(job: Job, all_maps: dict[str, Tensor]) -> Scores:
     # progress in passes over the samples, so a long ROAD job moves the bar as it goes
     job_passes = {fam: passes(fam, opts.steps, len(opts.percentages)) for fam, _ in jobs}
     total_passes = len(all_maps) * sum(job_passes[fam] for fam, _ in jobs)
+    precision = resolve_precision(opts.precision, job.device, job.x.dim() - 2)
+    with inference_precision(precision):
+        _score_all(job, all_maps, jobs, out, precision, job_passes, total_passes)
+    return out
+
+
+def _score_all(job: Job, all_maps: dict[str, Tensor], jobs: list[tuple[str, float | None]],
+               out: Scores, precision: str, job_passes: dict[str, int], total_passes: int
+               ) -> None:
+    """The metrics of every map, in the precision :func:`score` set for the passes."""
+    progress, shard = job.progress, job.shard
     done = 0
     for label, label_maps in all_maps.items():
         out.per_sample[label] = {}
         job.seconds["metrics"][label] = {}
         for fam, f in jobs:
             t0 = time.perf_counter()
-            kw = _metric_options(job, fam, f, out.imputer)
+            kw = _metric_options(job, fam, f, out.imputer, precision)
             if fam == "road" and progress:
                 kw["progress"] = (lambda k, done=done, report=progress:
                                   report("metrics", done + k, total_passes))
@@ -208,19 +220,22 @@ def score(job: Job, all_maps: dict[str, Tensor]) -> Scores:
                 out.curves.setdefault(fam, {})[label] = {
                     k: v if k == "fraction" else shard.gather(v) for k, v in res.curves.items()}
             out.choices[fam] = {k: v for k, v in res.choices.items() if k != "frac"}
+            if precision != "fp32":
+                out.choices[fam]["precision"] = f"{precision} autocast (unmasked scores too)"
             job.seconds["metrics"][label][M.output_key(fam, f)] = time.perf_counter() - t0
             done += job_passes[fam]
             if progress and fam != "road":  # ROAD reported each of its passes already
                 progress("metrics", done, total_passes)
-    return out
 
 
-def _metric_options(job: Job, fam: str, frac: float | None,
-                    imputer: M.ImputedScores) -> dict[str, Any]:
-    """The keyword arguments metric family ``fam`` takes from this request."""
+def _metric_options(job: Job, fam: str, frac: float | None, imputer: M.ImputedScores,
+                    precision: str = "fp32") -> dict[str, Any]:
+    """The keyword arguments metric family ``fam`` takes from this request. In bf16 the
+    unmasked scores are computed again in bf16: a drop between an fp32 and a bf16
+    probability would measure the precision, not the removal."""
     opts = job.opts
     kw: dict[str, Any] = {"targets": job.targets, "batch_size": job.batch_size}
-    if fam in ("drop_increase", "confidence", "road"):
+    if fam in ("drop_increase", "confidence", "road") and precision == "fp32":
         kw["base_scores"] = job.scores
     if fam == "drop_increase":
         kw.update(frac=frac, baseline=opts.baseline, imputer=imputer)

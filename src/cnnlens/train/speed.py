@@ -23,32 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlens.errors import unknown_choice
-
-
-def cpu_has_native_bf16() -> bool:
-    """True when oneDNN runs bf16 convolutions natively on this CPU (AVX-512 BF16 / AMX)."""
-    check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
-    try:
-        return bool(check()) if check is not None else False
-    except RuntimeError:  # pragma: no cover - a build without oneDNN
-        return False
-
-
-def resolve_precision(precision: str, device: torch.device, spatial_dims: int = 2) -> str:
-    """``"bf16"`` or ``"fp32"``: what ``precision`` (auto, fp32, bf16) means on ``device`` for
-    samples with ``spatial_dims`` spatial axes (1 for signals, 2 for images)."""
-    if precision not in ("auto", "fp32", "bf16"):
-        raise unknown_choice("--precision", precision, ["auto", "fp32", "bf16"])
-    if precision != "auto":
-        return precision
-    if spatial_dims < 2:
-        return "fp32"
-    if device.type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
-    if device.type == "cpu":
-        return "bf16" if cpu_has_native_bf16() else "fp32"
-    return "fp32"
+from cnnlens.device import cpu_has_native_bf16, resolve_precision
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager[Any]:
