@@ -5,8 +5,9 @@
 Workloads (DESIGN §8): ``mnist1d-cnn`` on the 1000 MNIST-1D test signals at ``conv1d_2`` and
 the VGG-7 (random weights) on 32 images of 224×224 at ``conv2d_3``. Each method's time is
 given as a ratio to the *floor*: the fastest forward + gradient-to-layer pass over the same
-inputs found here (whole batch or memory-sized chunks); Score-CAM's floor is K forward
-passes per input (K = channels). Peers are given as their time / ours. Times are the best
+inputs found here (whole batch or memory-sized chunks, NCHW or channels-last images);
+Score-CAM's floor is K forward passes per input (K = channels). Peers are given as their
+time / ours. Times are the best
 of ``--repeats`` runs (gradient methods) or one run (Ablation/Score-CAM, which take long).
 """
 
@@ -70,17 +71,23 @@ def _gradient_pass(model: nn.Module, x: Tensor, layer: nn.Module) -> None:
         handle.remove()
 
 
-def floors(model: nn.Module, x: Tensor, layer: str, repeats: int) -> tuple[float, float, int]:
-    """Fastest forward+gradient pass and fastest no-grad forward over chunk sizes."""
+def floors(model: nn.Module, x: Tensor, layer: str, repeats: int
+           ) -> tuple[float, float, list[Tensor], list[Tensor]]:
+    """Fastest forward+gradient pass and fastest no-grad forward over chunk sizes and memory
+    layouts, with the chunks each was fastest on."""
     module = model.get_submodule(layer)
     for p in model.parameters():
         p.requires_grad_(False)
     n = x.shape[0]
     sizes = sorted({n, *[s for s in (2, 4, 8, 16, 32, 64, 128, 256, 512) if s < n]})
-    best_grad, best_fwd, best_size = float("inf"), float("inf"), n
+    # images in both memory layouts: the floor is the fastest pass, whichever layout it needs
+    layouts = [x] + ([x.contiguous(memory_format=torch.channels_last)] if x.dim() == 4 else [])
+    best_grad, best_fwd = float("inf"), float("inf")
+    grad_chunks: list[Tensor] = [x]
+    fwd_chunks: list[Tensor] = [x]
     try:
-        for size in sizes:
-            chunks = [x[i : i + size] for i in range(0, n, size)]
+        for size, xs in ((s, v) for s in sizes for v in layouts):
+            chunks = [xs[i : i + size] for i in range(0, n, size)]
 
             def grad_all(chunks: list[Tensor] = chunks) -> None:
                 for c in chunks:
@@ -94,12 +101,14 @@ def floors(model: nn.Module, x: Tensor, layer: str, repeats: int) -> tuple[float
             grad_all()  # warm-up
             t = timed(grad_all, repeats, min_total=0.3)
             if t < best_grad:
-                best_grad, best_size = t, size
-            best_fwd = min(best_fwd, timed(fwd_all, repeats, min_total=0.3))
+                best_grad, grad_chunks = t, chunks
+            t = timed(fwd_all, repeats, min_total=0.3)
+            if t < best_fwd:
+                best_fwd, fwd_chunks = t, chunks
     finally:
         for p in model.parameters():
             p.requires_grad_(True)
-    return best_grad, best_fwd, best_size
+    return best_grad, best_fwd, grad_chunks, fwd_chunks
 
 
 def workload(
@@ -129,8 +138,10 @@ def workload(
         handle.remove()
     k = acts[0].shape[1]
     targets = out.argmax(dim=1).tolist()
-    floor0, fwd0, size = floors(model, x, layer, repeats)
-    chunks = [x[i : i + size] for i in range(0, n, size)]
+    floor0, fwd0, chunks, fwd_chunks = floors(model, x, layer, repeats)
+    size = chunks[0].shape[0]
+    layout = ("channels-last" if x.dim() == 4 and not chunks[0].is_contiguous() else "NCHW"
+              if x.dim() == 4 else "contiguous")
 
     def floor_pass() -> None:
         for p in model.parameters():
@@ -144,15 +155,16 @@ def workload(
 
     def forward_pass() -> None:
         with torch.no_grad():
-            for c in chunks:
+            for c in fwd_chunks:
                 model(c)
 
     lines = [
         f"### {title}: N = {n}, input {tuple(x.shape[1:])}, layer `{layer}` (K = {k})",
         "",
-        f"Floor (forward + gradient to layer, best chunk {size} of N): {floor0:.3f} s when "
-        f"first measured; Score-CAM floor = K × no-grad forward ({fwd0:.3f} s) = "
-        f"{k * fwd0:.3f} s. Each row's ratios use the floor re-timed in the same rounds. "
+        f"Floor (forward + gradient to layer, best chunk {size} of N, {layout}): "
+        f"{floor0:.3f} s when first measured; Score-CAM floor = K × no-grad forward "
+        f"({fwd0:.3f} s) = {k * fwd0:.3f} s. Each row's ratios use the floor re-timed in the "
+        "same rounds. "
         f"torch {torch.__version__}, {torch.get_num_threads()} thread(s).",
         "",
         "| method | cnnlens s | items/s | × floor | pytorch-grad-cam s (÷ ours) "
