@@ -29,7 +29,7 @@ import os
 import socket
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import fields
 from pathlib import Path
 from typing import Any, ClassVar
@@ -120,9 +120,16 @@ class RunDir:
     def write_config(self, cfg: dict[str, Any]) -> None:
         write_json(self.config_path, cfg)
 
-    def data_config(self, **overrides: Any) -> DataConfig:
-        """The run's :class:`DataConfig`, with optional overrides (e.g. ``data_dir``)."""
-        cfg = self.read_config()
+    def use_config(self, given: Mapping[str, Any] | None = None) -> Mapping[str, Any]:
+        """``given`` when the caller holds the run's config already (the pipeline reads or
+        writes it once and hands it down), else ``config.json`` read now (a stage run alone)."""
+        return self.read_config() if given is None else given
+
+    def data_config(self, *, config: Mapping[str, Any] | None = None,
+                    **overrides: Any) -> DataConfig:
+        """The run's :class:`DataConfig` (from ``config`` when given), with optional
+        overrides (e.g. ``data_dir``)."""
+        cfg = self.use_config(config)
         names = {f.name for f in fields(DataConfig)}
         data = {k: v for k, v in cfg.get("data", {}).items() if k in names}
         data["task"] = cfg["task"]
@@ -132,23 +139,27 @@ class RunDir:
         return DataConfig(**data)
 
     # -- loaders ---------------------------------------------------------------
-    def load_data(self, **overrides: Any) -> TaskData:
-        return load_task(self.data_config(**overrides))
+    def load_data(self, *, config: Mapping[str, Any] | None = None,
+                  **overrides: Any) -> TaskData:
+        return load_task(self.data_config(config=config, **overrides))
 
-    def expected_model(self) -> dict[str, Any]:
-        """What the run's config says the checkpoint must be (model and build options)."""
-        cfg = self.read_config()
+    def expected_model(self, config: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """What the run's config (``config`` when given) says the checkpoint must be (model
+        and build options)."""
+        cfg = self.use_config(config)
         return {"model": cfg["model"], "model_kwargs": cfg.get("model_kwargs") or {}}
 
     def load_model(
-        self, name: str = "model", *, device: str | torch.device = "cpu"
+        self, name: str = "model", *, device: str | torch.device = "cpu",
+        config: Mapping[str, Any] | None = None,
     ) -> tuple[nn.Module, dict[str, Any]]:
         """Load a checkpoint of this run in eval mode, with its sidecar metadata.
 
-        A checkpoint made for another model than the run's config names is refused.
+        A checkpoint made for another model than the run's config (``config`` when given)
+        names is refused.
         """
         model, meta = load_checkpoint(self.checkpoints, name, device=device,
-                                      expect=self.expected_model())
+                                      expect=self.expected_model(config))
         model.eval()
         return model, meta
 
@@ -266,13 +277,14 @@ def check_class_names(data_names: list[str], model_names: list[str] | None, wher
 
 def load_checked_data(
     run: RunDir, meta: dict[str, Any], *, split: str, data_dir: str | None = None,
-    data: TaskData | None = None,
+    data: TaskData | None = None, config: Mapping[str, Any] | None = None,
 ) -> TaskData:
     """The run's data (or ``data``), refused when its classes are not the model's or when
-    files of ``split`` cannot be read (all of them named)."""
+    files of ``split`` cannot be read (all of them named). ``config``: the run's config when
+    the caller holds it (else ``config.json`` is read)."""
     if data is None:
-        data = run.load_data(data_dir=data_dir, augment=False)
-    cfg = run.data_config(data_dir=data_dir)
+        data = run.load_data(config=config, data_dir=data_dir, augment=False)
+    cfg = run.data_config(config=config, data_dir=data_dir)
     where = cfg.data_dir or cfg.task
     check_class_names(data.class_names, meta.get("class_names"), f"{where}")
     data.check_readable((split,))
