@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -52,11 +53,13 @@ def evaluate_run(
     batch_size: int = EvaluateOptions.batch_size,
     data: TaskData | None = None,
     tta: str = EvaluateOptions.tta,
+    config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Write ``eval/metrics.json``, ``eval/predictions.npz`` and the figures; return metrics.
 
     The data's classes must be the model's (a renamed or extra class folder would silently
-    permute labels). ``data`` lets the pipeline pass data it already decoded. Under
+    permute labels). ``data`` and ``config`` let the pipeline pass data it already decoded
+    and the run's config it already holds (else ``config.json`` is read). Under
     ``torchrun`` each process predicts its share of the samples; rank 0 gathers them (in
     order, padding dropped) and writes; every rank returns the same metrics.
     """
@@ -64,8 +67,10 @@ def evaluate_run(
     opts.validate()
     with run.lock():
         ranks, dev = setup(resolve_device(device))
-        model, meta = run.load_model(device=dev)
-        data = load_checked_data(run, meta, split=split, data_dir=data_dir, data=data)
+        cfg = run.use_config(config)
+        model, meta = run.load_model(device=dev, config=cfg)
+        data = load_checked_data(run, meta, split=split, data_dir=data_dir, data=data,
+                                 config=cfg)
         dataset = data.eval_split(split)
         if len(dataset) == 0:  # type: ignore[arg-type]
             raise CnnlensError(f"--split {split}: the split is empty for this run")
@@ -142,10 +147,11 @@ def _save(fig: Figure, path: Path) -> None:
 
 
 def run_stage(run: RunDir, options: EvaluateOptions, *, device: str = "auto",
-              data: TaskData | None = None, data_dir: str | None = None) -> dict[str, Any]:
+              data: TaskData | None = None, data_dir: str | None = None,
+              config: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The pipeline's entry: :func:`evaluate_run` with the stage's options."""
     return evaluate_run(run, split=options.split, batch_size=options.batch_size, device=device,
-                        data=data, data_dir=data_dir, tta=options.tta)
+                        data=data, data_dir=data_dir, tta=options.tta, config=config)
 
 
 __all__ = ["EvaluateOptions", "evaluate_run", "is_done", "read_metrics", "run_stage"]

@@ -186,8 +186,10 @@ def run_stage(
     data_dir: str | None = None,
     data: TaskData | None = None,
     progress: ProgressFn | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The stage with its options object (what the pipeline calls).
+    """The stage with its options object (what the pipeline calls, with the run's
+    ``config`` it holds; without one, ``config.json`` is read).
 
     Under ``torchrun`` each process computes the maps of its share of the samples; rank 0
     gathers them in order (padding dropped), draws and writes; every rank returns the same
@@ -196,7 +198,7 @@ def run_stage(
     options.validate()
     with run.lock():
         return _explain(run, options, device=device, data_dir=data_dir, data=data,
-                        progress=progress)
+                        progress=progress, config=config)
 
 
 @dataclass
@@ -219,16 +221,17 @@ class _Computed:
 
 def _explain(run: RunDir, opts: ExplainOptions, *, device: str | torch.device,
              data_dir: str | None, data: TaskData | None,
-             progress: ProgressFn | None) -> dict[str, Any]:
-    cfg = run.read_config()
+             progress: ProgressFn | None, config: Mapping[str, Any] | None) -> dict[str, Any]:
+    cfg = run.use_config(config)
     method_list = list(opts.methods) if opts.methods is not None else list(DEFAULT_METHODS)
     ranks, dev = setup(device if isinstance(device, torch.device)
                        else resolve_device(device))
     if not ranks.is_main:
         progress = None
-    model, meta = run.load_model(device=dev)
+    model, meta = run.load_model(device=dev, config=cfg)
     model_name = str(meta.get("model", cfg["model"]))
-    data = load_checked_data(run, meta, split=opts.split, data_dir=data_dir, data=data)
+    data = load_checked_data(run, meta, split=opts.split, data_dir=data_dir, data=data,
+                             config=cfg)
     ds = data.eval_split(opts.split)
     total = len(ds)  # type: ignore[arg-type]
     n = total if opts.limit is None else min(opts.limit, total)

@@ -3,7 +3,7 @@ exactly, computed by the CAM engine otherwise; and the samples they are scored o
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -21,10 +21,13 @@ from cnnlens.rundir.folder import RunDir, load_checked_data
 
 
 def load_split(run: RunDir, meta: dict[str, Any], split: str, limit: int | None,
-                data_dir: str | None, data: TaskData | None
+                data_dir: str | None, data: TaskData | None,
+                config: Mapping[str, Any] | None = None,
                 ) -> tuple[Any, int, list[str], str]:
-    """The split's dataset, how many of its samples to score, class names and kind."""
-    data = load_checked_data(run, meta, split=split, data_dir=data_dir, data=data)
+    """The split's dataset, how many of its samples to score, class names and kind
+    (``config``: the run's config when the caller holds it)."""
+    data = load_checked_data(run, meta, split=split, data_dir=data_dir, data=data,
+                             config=config)
     ds = data.eval_split(split)
     n = len(ds) if limit is None else min(limit, len(ds))  # type: ignore[arg-type]
     if n == 0:

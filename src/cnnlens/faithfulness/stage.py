@@ -11,6 +11,7 @@ Writes ``faithfulness/results.json``, ``results.csv`` (long format), ``per_sampl
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -91,8 +92,10 @@ def run_stage(
     data_dir: str | None = None,
     data: TaskData | None = None,
     progress: ProgressFn | None = None,
+    config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The stage with its options object (what the pipeline calls).
+    """The stage with its options object (what the pipeline calls, with the run's
+    ``config`` it holds; without one, ``config.json`` is read).
 
     Under ``torchrun`` each process scores its share of the samples; rank 0 gathers the
     per-sample values in order (padding dropped), runs the statistics and the sanity check
@@ -103,14 +106,15 @@ def run_stage(
         ranks, dev = setup(device if isinstance(device, torch.device)
                            else resolve_device(device))
         return ranks.settle(lambda: _faithfulness(run, options, device=dev, data_dir=data_dir,
-                                                  data=data, progress=progress))
+                                                  data=data, progress=progress, config=config))
 
 
 def _faithfulness(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch.device,
                   data_dir: str | None, data: TaskData | None,
-                  progress: ProgressFn | None) -> dict[str, Any]:
+                  progress: ProgressFn | None, config: Mapping[str, Any] | None
+                  ) -> dict[str, Any]:
     job = steps.prepare(run, opts, device=device, data_dir=data_dir, data=data,
-                        progress=progress)
+                        progress=progress, config=config)
     all_maps, info = steps.maps(job)
     scores = steps.score(job, all_maps)
     projected = steps.projections(job.model, job.x, len(all_maps), job.metrics, opts.steps,

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -53,7 +53,7 @@ class Job:
 
     run: RunDir
     opts: FaithfulnessOptions
-    cfg: dict[str, Any]
+    cfg: Mapping[str, Any]
     model: nn.Module
     meta: dict[str, Any]
     model_name: str
@@ -96,18 +96,21 @@ class Scores:
 
 
 def prepare(run: RunDir, opts: FaithfulnessOptions, *, device: str | torch.device,
-            data_dir: str | None, data: TaskData | None, progress: ProgressFn | None) -> Job:
-    """Load the model and this process's samples, plan the layers, score the unmasked input."""
+            data_dir: str | None, data: TaskData | None, progress: ProgressFn | None,
+            config: Mapping[str, Any] | None = None) -> Job:
+    """Load the model and this process's samples, plan the layers, score the unmasked input
+    (``config``: the run's config when the caller holds it, else ``config.json`` is read)."""
     t_start = time.perf_counter()
-    cfg = run.read_config()
+    cfg = run.use_config(config)
     specs = [parse_method(m) for m in (opts.methods or DEFAULT_METHODS)]
     fracs = (list(opts.fracs) if opts.fracs is not None
              else list(DEFAULT_FRACS.get(cfg["task"], (0.9,))))
     dev = torch.device(device)
     ranks = current()
-    model, meta = run.load_model(device=dev)
+    model, meta = run.load_model(device=dev, config=cfg)
     model_name = str(meta.get("model", cfg["model"]))
-    ds, n, class_names, kind = load_split(run, meta, opts.split, opts.limit, data_dir, data)
+    ds, n, class_names, kind = load_split(run, meta, opts.split, opts.limit, data_dir, data,
+                                          cfg)
     shard = ranks.shard(n)  # this process's samples (all of them for one process)
     x, labels = stack(ds, shard.indices)
     metric_list = list(dict.fromkeys(opts.metrics or default_metrics(kind)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import math
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ def build_report(
     run_dir: str | Path, *, out: str | Path | None = None,
     max_image_px: int | None = DEFAULT_MAX_IMAGE_PX,
     explorer_limit: int = DEFAULT_EXPLORER_LIMIT,
+    config: Mapping[str, Any] | None = None,
 ) -> Path:
     """Write ``RUN/report.html`` (or ``out``) from the run's artifacts; return its path.
 
@@ -52,10 +53,11 @@ def build_report(
     keeps full size); the explorer shows the first ``explorer_limit`` explained samples (0:
     no explorer). Sections whose stage has not run say so, with the command that
     produces them. The file appears only complete: a failure leaves the old one in place.
+    ``config``: the run's config when the caller holds it (else ``config.json`` is read).
     """
     run = RunDir(run_dir)
-    config = run.read_config()
-    ctx = Ctx(path=run.path, max_px=check_max_image_px(max_image_px), config=config,
+    cfg = dict(run.use_config(config))  # the sections' own copy
+    ctx = Ctx(path=run.path, max_px=check_max_image_px(max_image_px), config=cfg,
               meta=_model_meta(run), explorer_limit=explorer_limit)
     target = Path(out) if out is not None else run.report_path
     if target.is_dir():

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from cnnlens.report.build import build_report
 from cnnlens.report.options import ReportOptions
@@ -14,12 +16,14 @@ def is_done(run: RunDir, options: ReportOptions | None = None) -> bool:
     return False
 
 
-def run_stage(run: RunDir, options: ReportOptions) -> Path:
-    """Write the report (atomically) and return its path."""
+def run_stage(run: RunDir, options: ReportOptions,
+              config: Mapping[str, Any] | None = None) -> Path:
+    """Write the report (atomically) and return its path (``config``: the run's config when
+    the caller holds it, else ``config.json`` is read)."""
     options.validate()
     with run.lock():
         return build_report(run.path, out=options.out, max_image_px=options.max_image_px,
-                            explorer_limit=options.explorer_limit)
+                            explorer_limit=options.explorer_limit, config=config)
 
 
 __all__ = ["ReportOptions", "is_done", "run_stage"]

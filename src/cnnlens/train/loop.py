@@ -10,7 +10,7 @@ shuffle state), and a resumed run continues from that batch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any, NoReturn
 
@@ -83,20 +83,24 @@ def train_run(
     resume: bool = False,
     callback: TrainCallback | None = None,
     hooks: Sequence[EpochHook] = (),
+    config: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Train the model a run's ``config.json`` describes; return the final epoch's metrics.
 
     Under ``torchrun`` the processes train one model with DistributedDataParallel
     (:mod:`cnnlens.train.ddp`); rank 0 alone writes checkpoints, logs and calls
-    ``callback`` and ``hooks``.
+    ``callback`` and ``hooks``. ``config``: the run's config when the caller holds it (the
+    pipeline does), else ``config.json`` is read.
     """
     with run.lock():
-        return _train(run, data=data, resume=resume, callback=callback, hooks=hooks)
+        return _train(run, data=data, resume=resume, callback=callback, hooks=hooks,
+                      config=config)
 
 
 def _train(run: RunDir, *, data: TaskData | None, resume: bool,
-           callback: TrainCallback | None, hooks: Sequence[EpochHook]) -> dict[str, Any]:
-    s = _session(run, data, callback, hooks)
+           callback: TrainCallback | None, hooks: Sequence[EpochHook],
+           config: Mapping[str, Any] | None) -> dict[str, Any]:
+    s = _session(run, data, callback, hooks, config)
     start, partial = _resume(s) if resume and s.state_path.exists() else (0, None)
     s.net = ddp.wrap(s.state.model, s.ranks, s.device)
     writer = (_summary_writer(run, purge_step=start if start else None)
@@ -127,9 +131,10 @@ def _train(run: RunDir, *, data: TaskData | None, resume: bool,
 
 
 def _session(run: RunDir, data: TaskData | None, callback: TrainCallback | None,
-             hooks: Sequence[EpochHook]) -> Session:
-    """Read the run's config, check and decode the data, build the model and optimizer."""
-    cfg = run.read_config()
+             hooks: Sequence[EpochHook], config: Mapping[str, Any] | None) -> Session:
+    """Read the run's config (unless given), check and decode the data, build the model and
+    optimizer."""
+    cfg = run.use_config(config)
     if not isinstance(cfg.get("recipe"), dict):
         raise CnnlensError(f"{run.config_path}: this run has no training recipe (an imported "
                            "model); train into a new --out")
@@ -137,7 +142,7 @@ def _session(run: RunDir, data: TaskData | None, callback: TrainCallback | None,
     recipe.validate()
     seed = int(cfg.get("seed", 0))
     ranks, device = distributed.setup(resolve_device(cfg.get("device", "auto")))
-    data = data if data is not None else run.load_data()
+    data = data if data is not None else run.load_data(config=cfg)
     if len(data.train) == 0:  # type: ignore[arg-type]
         raise CnnlensError(f"task {cfg['task']!r}: the training split is empty")
     for split in (data.train, data.val):  # decode every image now: name all bad files at once
