@@ -95,6 +95,13 @@ def write_json(path: str | os.PathLike[str], obj: Any) -> None:
     atomic_write(path, lambda fh: fh.write(data + b"\n"))
 
 
+def json_round_trip(obj: Any) -> Any:
+    """``obj`` as :func:`read_json` would read back what :func:`write_json` wrote (tuples
+    become lists, keys strings), without touching a file: for a caller that keeps what it
+    just wrote."""
+    return json.loads(json.dumps(obj, default=_json_default))
+
+
 def read_json(path: str | os.PathLike[str]) -> Any:
     """Read JSON, turning a missing or corrupt file into a CnnlensError naming it."""
     p = Path(path)

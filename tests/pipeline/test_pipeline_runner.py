@@ -97,6 +97,42 @@ def test_rerun_skips_done_stages_and_returns_their_results(tmp_path: Path) -> No
     assert again.stages["report"]["status"] == "ran"  # always rebuilt
 
 
+def test_a_run_looks_its_task_up_once_and_reads_its_config_at_most_once(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The runner resolves the config once and hands it to every stage: a new run reads no
+    config.json, a continued one reads it once (to compare it), the task registry is asked
+    once each time."""
+    import cnnlens.data as data_module
+    from cnnlens.rundir import RunDir
+
+    counts = {"registry": 0, "config": 0}
+
+    class CountedTasks(dict[str, Any]):
+        def __getitem__(self, name: str) -> Any:
+            counts["registry"] += 1
+            return super().__getitem__(name)
+
+        def get(self, name: str, default: Any = None) -> Any:
+            counts["registry"] += 1
+            return super().get(name, default)
+
+    read = RunDir.read_config
+
+    def counted_read(self: RunDir) -> dict[str, Any]:
+        counts["config"] += 1
+        return read(self)
+
+    monkeypatch.setattr(data_module, "TASKS", CountedTasks(data_module.TASKS))
+    monkeypatch.setattr(RunDir, "read_config", counted_read)
+    first = run(epochs=1, device="cpu", out=tmp_path / "r", **TINY)
+    assert counts == {"registry": 1, "config": 0}
+    assert first.stages["faithfulness"]["status"] == "ran"
+    counts.update(registry=0, config=0)
+    again = run(epochs=1, device="cpu", out=tmp_path / "r", **TINY)
+    assert counts == {"registry": 1, "config": 1}
+    assert again.config == first.config == read(RunDir(first.path))
+
+
 def test_training_options_do_not_leak_into_other_stages(tmp_path: Path) -> None:
     res = run(epochs=1, batch_size=64, seed=3, device="cpu", out=tmp_path / "r", **TINY,
               stages=("train", "evaluate", "explain", "faithfulness"))

@@ -17,7 +17,7 @@ import pytest
 from cnnlens.cli import main
 from cnnlens.errors import CnnlensError
 from cnnlens.pipeline.config import make_config
-from cnnlens.pipeline.create import prepare_run_dir
+from cnnlens.pipeline.create import open_run_dir, prepare_run_dir
 from cnnlens.rundir.folder import RunDir, RunLockedError, check_class_names
 
 Holder = tuple[Path, "subprocess.Popen[str]"]
@@ -97,6 +97,16 @@ def test_a_folder_holding_only_an_unstarted_config_takes_a_new_one(tmp_path: Pat
     (tmp_path / "r" / "train" / "history.json").write_text("[]")
     with pytest.raises(CnnlensError, match="--overwrite"):
         prepare_run_dir(tmp_path / "r", cfg, overwrite=False)
+
+
+def test_the_config_handed_down_is_the_one_the_folder_holds(tmp_path: Path) -> None:
+    """What the runner gives the stages is what they would read: a new config as JSON reads
+    it back (tuples as lists), a continued run's own (its timestamp and device)."""
+    cfg = make_config(task="mnist1d", epochs=1, image_size=(16, 12), device="cpu")
+    run, written = open_run_dir(tmp_path / "r", cfg, overwrite=False)
+    assert written == run.read_config() and written["data"]["image_size"] == [16, 12]
+    again, kept = open_run_dir(tmp_path / "r", {**cfg, "device": "cuda"}, overwrite=False)
+    assert again.path == run.path and kept == run.read_config() and kept["device"] == "cpu"
 
 
 def test_class_lists_are_compared_exactly() -> None:

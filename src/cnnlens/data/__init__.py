@@ -215,9 +215,10 @@ def describe_task(cfg: DataConfig) -> TaskShape:
 
 
 def require_data_dir(cfg: DataConfig) -> Path:
-    """``cfg.data_dir`` as a path, or an error saying what the task needs."""
-    spec = TASKS.get(cfg.task)
+    """``cfg.data_dir`` as a path, or an error saying what the task needs (the registry is
+    asked only then: loading data looks its task up once, in the caller)."""
     if cfg.data_dir is None:
+        spec = TASKS.get(cfg.task)
         flag = "--data FILE.npz" if cfg.task == "signals" else "--data-dir DIR"
         needs = spec.needs if spec is not None and spec.needs else "where its data is"
         raise CnnlensError(f"task {cfg.task} needs {flag}: {needs}")

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cnnlens.errors import CnnlensError
+from cnnlens.fileio import json_round_trip
 from cnnlens.rundir import LOCK_NAME, RUN_ARTIFACTS, RunDir
 
 
@@ -48,8 +49,8 @@ def default_out(cfg: dict[str, Any]) -> Path:
 
 @contextlib.contextmanager
 def locked_run_dir(out: str | Path | None, cfg: dict[str, Any], *,
-                   overwrite: bool) -> Iterator[RunDir]:
-    """:func:`prepare_run_dir` under the folder's lock, held until the block ends.
+                   overwrite: bool) -> Iterator[tuple[RunDir, dict[str, Any]]]:
+    """:func:`open_run_dir` under the folder's lock, held until the block ends.
 
     The lock is taken before anything is written, so a second process on the same folder
     fails before touching it.
@@ -59,7 +60,7 @@ def locked_run_dir(out: str | Path | None, cfg: dict[str, Any], *,
         raise CnnlensError(f"--out {run.path}: exists and is not a folder")
     run.path.mkdir(parents=True, exist_ok=True)
     with run.lock():
-        yield prepare_run_dir(run.path, cfg, overwrite=overwrite)
+        yield open_run_dir(run.path, cfg, overwrite=overwrite)
 
 
 def prepare_run_dir(out: str | Path | None, cfg: dict[str, Any], *,
@@ -70,14 +71,24 @@ def prepare_run_dir(out: str | Path | None, cfg: dict[str, Any], *,
     artifacts a run writes. A folder that holds only the config of a run that never started
     (it failed before training) takes the new config without ``overwrite``.
     """
+    return open_run_dir(out, cfg, overwrite=overwrite)[0]
+
+
+def open_run_dir(out: str | Path | None, cfg: dict[str, Any], *,
+                 overwrite: bool) -> tuple[RunDir, dict[str, Any]]:
+    """:func:`prepare_run_dir`, also returning the config the folder holds: the one read to
+    compare (a continued run keeps its own) or the one written, as ``config.json`` reads
+    back. The pipeline hands it to every stage, so none reads the file again."""
     run = RunDir(out if out is not None else default_out(cfg))
     if run.path.exists() and not run.path.is_dir():
         raise CnnlensError(f"--out {run.path}: exists and is not a folder")
+    stored: dict[str, Any] | None = None
     if run.path.is_dir() and any(p.name != LOCK_NAME for p in run.path.iterdir()):
         same = False
         if run.exists():
             try:
-                same = _comparable(run.read_config()) == _comparable(cfg)
+                stored = run.read_config()
+                same = _comparable(stored) == _comparable(cfg)
             except CnnlensError:
                 same = False
         fresh = run.exists() and _only_config(run)
@@ -88,14 +99,16 @@ def prepare_run_dir(out: str | Path | None, cfg: dict[str, Any], *,
             )
         if not same:
             remove_artifacts(run)
+            stored = None
     run.path.mkdir(parents=True, exist_ok=True)
-    if not run.exists():
+    if stored is None:  # a new folder, or one just cleared (config.json went with the rest)
         from cnnlens import __version__
 
         stamped = {**cfg, "created": _dt.datetime.now().isoformat(timespec="seconds"),
                    "cnnlens_version": __version__}
         run.write_config(stamped)
-    return run
+        stored = json_round_trip(stamped)
+    return run, stored
 
 
 def remove_artifacts(run: RunDir) -> None:
@@ -108,4 +121,5 @@ def remove_artifacts(run: RunDir) -> None:
             p.unlink()
 
 
-__all__ = ["default_out", "locked_run_dir", "prepare_run_dir", "remove_artifacts"]
+__all__ = ["default_out", "locked_run_dir", "open_run_dir", "prepare_run_dir",
+           "remove_artifacts"]

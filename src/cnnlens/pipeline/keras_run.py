@@ -11,7 +11,7 @@ from typing import Any
 
 from torch import nn
 
-from cnnlens.data import DataConfig, describe_task, get_task
+from cnnlens.data import DataConfig, TaskSpec, get_task
 from cnnlens.errors import CnnlensError
 from cnnlens.models.keras_h5 import load_keras_h5
 from cnnlens.pipeline.config import data_dict
@@ -19,16 +19,18 @@ from cnnlens.rundir.checkpoint import save_checkpoint
 from cnnlens.rundir.folder import RunDir
 
 
-def keras_run_config(path: str | Path, *, task: str, data: DataConfig) -> tuple[
+def keras_run_config(path: str | Path, *, task: str, data: DataConfig,
+                     spec: TaskSpec | None = None) -> tuple[
     dict[str, Any], nn.Module, dict[str, Any]
 ]:
-    """Read a Keras file for ``task``: the run config, the converted model and its sidecar."""
+    """Read a Keras file for ``task``: the run config, the converted model and its sidecar
+    (``spec``: the task's registry entry when the caller looked it up already)."""
     src = Path(path)
-    spec = get_task(task)
+    spec = spec if spec is not None else get_task(task)
     model, info = load_keras_h5(src, model_name=spec.model)
     source = {"keras_file": str(src.resolve()), "sha256": sha256_file(src), **info}
     # the classes the model was trained on: the task's own, never a folder's guess
-    shape = describe_task(DataConfig(task=task, image_size=data.image_size))
+    shape = spec.describe(DataConfig(task=task, image_size=data.image_size))
     cfg = {"task": task, "model": spec.model, "data": data_dict(data), "source": source,
            "recipe": None}
     meta = {"model": spec.model, "class_names": list(shape.class_names), "epoch": None,

@@ -13,6 +13,7 @@ from typing import Any
 
 from torch import nn
 
+from cnnlens.data import TaskSpec
 from cnnlens.errors import CnnlensError, unknown_choice
 from cnnlens.pipeline.create import prepare_run_dir
 from cnnlens.rundir import RunDir
@@ -36,13 +37,14 @@ def pretrained_meta(task: str) -> dict[str, Any]:
 
 def pretrained_run_config(task: str, *, data_dir: str | None = None,
                           image_size: int | tuple[int, int] | None = None,
-                          **data_options: Any) -> tuple[
+                          spec: TaskSpec | None = None, **data_options: Any) -> tuple[
     dict[str, Any], nn.Module, dict[str, Any]
 ]:
     """The run config, model and checkpoint sidecar of ``task``'s shipped weights.
 
     Images are read at the size the weights were trained at unless ``image_size`` says
-    otherwise; ``data_options`` (cache_dir, skip_bad, seed) go to the data config.
+    otherwise; ``data_options`` (cache_dir, skip_bad, seed) go to the data config;
+    ``spec``: the task's registry entry when the caller looked it up already.
     """
     from cnnlens.pipeline.config import data_config, data_dict
 
@@ -51,7 +53,7 @@ def pretrained_run_config(task: str, *, data_dir: str | None = None,
     trained_size = (meta.get("data") or {}).get("image_size")
     size = image_size if image_size is not None else trained_size
     data = data_config(task=task, data_dir=data_dir, image_size=size, augment=False,
-                       **data_options)
+                       spec=spec, **data_options)
     source = {"pretrained": f"cnnlens/models/weights/{task}.safetensors",
               "test_accuracy": meta.get("test_accuracy"), "trained_with": meta.get("command")}
     cfg: dict[str, Any] = {"task": task, "model": meta["model"], "data": data_dict(data),

@@ -13,25 +13,27 @@ for all stages. Nothing here prints: progress goes to a :class:`Progress` object
 from __future__ import annotations
 
 import contextlib
+import copy
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from cnnlens.constraints import FRACTION, NON_NEGATIVE_INT, check
-from cnnlens.data import SPLITS, DataConfig, TaskData, load_task
+from cnnlens.data import SPLITS, TaskData
 from cnnlens.distributed import Ranks, setup
 from cnnlens.errors import CnnlensError, check_interrupted
 from cnnlens.evaluate.options import EvaluateOptions
 from cnnlens.explain.options import ExplainOptions
 from cnnlens.faithfulness.options import FaithfulnessOptions
 from cnnlens.models.options import TrainedModelOptions
-from cnnlens.pipeline.config import make_config
+from cnnlens.pipeline.config import resolve_run_config
 from cnnlens.pipeline.create import locked_run_dir
-from cnnlens.pipeline.keras_run import keras_run_config, write_imported
+from cnnlens.pipeline.keras_run import write_imported
 from cnnlens.pipeline.stages import STAGE_NAMES, STAGES, StageCall
-from cnnlens.pipeline.trained import is_trained_source, trained_run_config
+from cnnlens.pipeline.trained import is_trained_source
 from cnnlens.progress import Progress
 from cnnlens.report.options import ReportOptions
 from cnnlens.rundir import RunDir
@@ -129,62 +131,14 @@ def options_from(base: RunOptions | None, fields_: dict[str, Any]) -> RunOptions
 
 
 def run_config(options: RunOptions) -> tuple[dict[str, Any], Any]:
-    """The run's config (and, for ``from_keras``/``pretrained``, the model and its sidecar)."""
-    if options.from_keras is not None:
-        from cnnlens.pipeline.config import data_config
-
-        data = data_config(task=options.task, data_dir=options.data_dir,
-                           image_size=options.image_size, cache_dir=options.cache_dir,
-                           skip_bad=options.skip_bad, seed=options.seed, augment=False,
-                           resize=options.resize)
-        if options.model is not None:
-            raise CnnlensError("--from-keras builds the task's own model; --model does not apply")
-        cfg, model, meta = keras_run_config(options.from_keras, task=options.task, data=data)
-        cfg["device"] = options.device
-        return cfg, (model, meta)
-    if is_trained_source(options.model, options.weights):
-        from cnnlens.data.loose import read_class_names
-        from cnnlens.pipeline.config import data_config
-
-        assert options.model is not None  # validate() says so to the user
-        names = read_class_names(options.class_names) if options.class_names else None
-        data = data_config(task=options.task, data_dir=options.data_dir,
-                           image_size=options.image_size, cache_dir=options.cache_dir,
-                           skip_bad=options.skip_bad, seed=options.seed, augment=False,
-                           resize=options.resize, class_names=names)
-        cfg, model, meta = trained_run_config(options.model, options.weights, data=data,
-                                              trust_pickle=options.trust_pickle,
-                                              normalize=options.normalize,
-                                              output=options.output,
-                                              standardize=options.standardize,
-                                              grayscale=options.grayscale)
-        cfg["device"] = options.device
-        return cfg, (model, meta)
-    if options.pretrained:
-        from cnnlens.pipeline.pretrained import check_pretrained_options, pretrained_run_config
-
-        check_pretrained_options({**options.training_overrides(), "model": options.model,
-                                  "from_keras": options.from_keras})
-        cfg, model, meta = pretrained_run_config(
-            options.task, data_dir=options.data_dir, image_size=options.image_size,
-            cache_dir=options.cache_dir, skip_bad=options.skip_bad, seed=options.seed,
-            resize=options.resize)
-        cfg["device"] = options.device
-        return cfg, (model, meta)
-    cfg = make_config(task=options.task, model=options.model, recipe=options.recipe,
-                      seed=options.seed, device=options.device, data_dir=options.data_dir,
-                      image_size=options.image_size, cache_dir=options.cache_dir,
-                      skip_bad=options.skip_bad, resize=options.resize,
-                      **options.training_overrides())
-    return cfg, None
+    """The run's config (and, for ``from_keras``/``pretrained``/a trained model, the model
+    and its sidecar): :func:`~cnnlens.pipeline.config.resolve_run_config`'s values."""
+    resolved = resolve_run_config(options)
+    return resolved.values, resolved.imported
 
 
-def _data_config(cfg: dict[str, Any]) -> DataConfig:
-    names = {f.name for f in fields(DataConfig)}
-    return DataConfig(task=cfg["task"], **{k: v for k, v in cfg["data"].items() if k in names})
-
-
-def _cam_logger(options: RunOptions, cfg: dict[str, Any], data: TaskData) -> list[EpochHook]:
+def _cam_logger(options: RunOptions, cfg: Mapping[str, Any], data: TaskData
+                ) -> list[EpochHook]:
     from cnnlens.explain.tensorboard import CamImageLogger
     from cnnlens.models import MODELS
     from cnnlens.train.recipes import epochs_for, get_recipe
@@ -237,8 +191,9 @@ def run(
         raise CnnlensError("--out is required with several processes (torchrun): every "
                            "process, and every restart, must use the same run folder")
     prog = (progress or Progress()) if ranks.is_main else Progress()
-    cfg, imported = run_config(opts)
-    data = load_task(_data_config(cfg))
+    resolved = resolve_run_config(opts)  # the task looked up once, here
+    data = resolved.load_data()
+    imported = resolved.imported
     trains = ("train" in stages and imported is None
               and not (out is not None and RunDir(out).is_trained()))
     # every bad file named before the run folder is touched (only the splits this run reads)
@@ -246,23 +201,31 @@ def run(
     for entry in data.info.get("skipped") or []:
         prog.note(f"skipped unreadable image (--skip-bad): {entry['error']}")
     with contextlib.ExitStack() as held:
-        # rank 0 creates the folder under its lock (held to the end); the others wait for it
-        path = ranks.on_main(lambda: held.enter_context(
-            locked_run_dir(out, cfg, overwrite=overwrite)).path)
+        # rank 0 creates the folder under its lock (held to the end) and sends every process
+        # the config it holds (read when continuing, else as written): no stage reads it again
+        path, stored = ranks.on_main(lambda: _opened(held.enter_context(
+            locked_run_dir(out, resolved.values, overwrite=overwrite))))
         run_dir = RunDir(path)
-        result = RunResult(path=run_dir.path, config=run_dir.read_config())
+        result = RunResult(path=run_dir.path, config=copy.deepcopy(stored))
         if imported is not None:
             ranks.on_main(lambda: None if run_dir.is_trained()
                           else write_imported(run_dir, *imported))
+        config = MappingProxyType(stored)  # shared by the stages, read-only
         for name in STAGE_NAMES:
             if name not in stages:
                 continue
-            _run_stage(name, run_dir, opts, data, prog, result, ranks)
+            _run_stage(name, run_dir, opts, data, prog, result, ranks, config)
     return result
 
 
+def _opened(opened: tuple[RunDir, dict[str, Any]]) -> tuple[Path, dict[str, Any]]:
+    """The folder's path and config, as rank 0 sends them to the other processes."""
+    run_dir, stored = opened
+    return run_dir.path, stored
+
+
 def _run_stage(name: str, run_dir: RunDir, opts: RunOptions, data: TaskData, prog: Progress,
-               result: RunResult, ranks: Ranks) -> None:
+               result: RunResult, ranks: Ranks, config: Mapping[str, Any]) -> None:
     stage = STAGES[name]
     options = getattr(opts, name, None)  # RunOptions has one options field per stage
     check_interrupted()  # a Ctrl-C whose KeyboardInterrupt was lost in a finalizer
@@ -286,9 +249,9 @@ def _run_stage(name: str, run_dir: RunDir, opts: RunOptions, data: TaskData, pro
         note = _resume_note(run_dir) if ranks.is_main else None
         if note:
             prog.note(note)
-        hooks = tuple(_cam_logger(opts, run_dir.read_config(), data))
+        hooks = tuple(_cam_logger(opts, config, data))
     device = opts.device if name == "evaluate" else _device(opts.device)
-    out = stage.run(StageCall(run_dir, options, data, prog, ranks, device, hooks))
+    out = stage.run(StageCall(run_dir, options, data, prog, ranks, device, hooks, config))
     if stage.result is not None:
         _keep(result, stage.result, out)
     seconds = time.perf_counter() - t0

@@ -9,7 +9,7 @@ imported is an error, never skipped.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,7 +26,8 @@ from cnnlens.rundir.folder import RunDir
 @dataclass(frozen=True)
 class StageCall:
     """What every stage is called with: the run folder, its options, the data, where to
-    report progress, the processes and the device."""
+    report progress, the processes, the device and the run's config (read or written once
+    by the runner; a stage given None reads ``config.json`` itself)."""
 
     run: RunDir
     options: Any  # the stage's own options object (None for train)
@@ -35,6 +36,7 @@ class StageCall:
     ranks: Ranks
     device: Any  # the resolved torch.device (the run's --device for evaluate)
     train_hooks: tuple[Any, ...] = ()  # epoch hooks for training (TensorBoard CAM images)
+    config: Mapping[str, Any] | None = None
 
 
 def _trained(run: RunDir, _options: Any = None) -> bool:
@@ -46,16 +48,18 @@ def _train(call: StageCall) -> None:
     from cnnlens.train.loop import train_run
 
     train_run(call.run, data=call.data, resume=True, callback=call.progress.training(),
-              hooks=call.train_hooks)
+              hooks=call.train_hooks, config=call.config)
 
 
 def _evaluate(call: StageCall) -> dict[str, Any]:
-    return evaluate_stage.run_stage(call.run, call.options, device=call.device, data=call.data)
+    return evaluate_stage.run_stage(call.run, call.options, device=call.device, data=call.data,
+                                    config=call.config)
 
 
 def _explain(call: StageCall) -> dict[str, Any]:
     summary = explain_stage.run_stage(call.run, call.options, device=call.device,
-                                      data=call.data, progress=call.progress.update)
+                                      data=call.data, progress=call.progress.update,
+                                      config=call.config)
     for note in summary.get("notes") or []:
         call.progress.note(note)
     return summary
@@ -63,11 +67,13 @@ def _explain(call: StageCall) -> dict[str, Any]:
 
 def _faithfulness(call: StageCall) -> dict[str, Any]:
     return faithfulness_stage.run_stage(call.run, call.options, device=call.device,
-                                        data=call.data, progress=call.progress.update)
+                                        data=call.data, progress=call.progress.update,
+                                        config=call.config)
 
 
 def _report(call: StageCall) -> Any:
-    return call.ranks.on_main(lambda: report_stage.run_stage(call.run, call.options))
+    return call.ranks.on_main(lambda: report_stage.run_stage(call.run, call.options,
+                                                             config=call.config))
 
 
 def _read_results(run: RunDir) -> dict[str, Any] | None:

@@ -17,7 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlens.data import DataConfig, TaskShape, describe_task
+from cnnlens.data import DataConfig, TaskShape, TaskSpec, describe_task
 from cnnlens.errors import CnnlensError
 from cnnlens.models import is_model_file, is_user_model, model_kwargs_for
 from cnnlens.models.contract import (
@@ -42,7 +42,7 @@ def is_trained_source(model: str | None, weights: str | None) -> bool:
 def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
                        trust_pickle: bool = False, normalize: str | None = None,
                        output: str | int | None = None, standardize: bool = False,
-                       grayscale: bool = False,
+                       grayscale: bool = False, spec: TaskSpec | None = None,
                        ) -> tuple[dict[str, Any], nn.Module, dict[str, Any]]:
     """The run config, the loaded model and its checkpoint sidecar for a trained model.
 
@@ -53,9 +53,10 @@ def trained_run_config(model: str, weights: str | None, *, data: DataConfig,
     (``--output``) picks the class scores from a forward that returns a tuple or dict; with
     what was found on loading (a final softmax to remove, one binary logit) they form the
     model's contract, stored with the checkpoint and applied whenever the run's model is
-    loaded (:func:`cnnlens.models.contract.apply_contract`).
+    loaded (:func:`cnnlens.models.contract.apply_contract`). ``spec``: the task's registry
+    entry when the caller looked it up already.
     """
-    shape = describe_task(data)
+    shape = spec.describe(data) if spec is not None else describe_task(data)
     where = data.data_dir or data.task
     if standardize and normalize is not None:
         raise CnnlensError("--standardize and --normalize both preprocess the input; give one")
