@@ -176,9 +176,10 @@ def test_bf16_scores_road_in_bf16_and_says_so(run_dir: Path) -> None:
     assert "precision" not in fp32["choices"]["road"]
     assert "precision" not in auto["choices"]["road"]
     assert bf16["request"]["precision"] == "bf16"
+    values = {name: res["per_sample"]["values"]["gradcam"]
+              for name, res in (("fp32", fp32), ("bf16", bf16), ("auto", auto))}
     for key in ("road_morf", "road_lerf"):
-        a = np.asarray(fp32["per_sample"]["values"]["gradcam"][key])
-        b = np.asarray(bf16["per_sample"]["values"]["gradcam"][key])
+        a, b = np.asarray(values["fp32"][key]), np.asarray(values["bf16"][key])
         assert np.abs(a - b).max() <= 0.05
         assert not np.array_equal(a, b)  # the passes did run in bf16
-        assert auto["per_sample"]["values"]["gradcam"][key] == fp32["per_sample"]["values"]["gradcam"][key]
+        assert values["auto"][key] == values["fp32"][key]
