@@ -118,9 +118,12 @@ TASK_RECIPES: dict[str, dict[str, Recipe]] = {
                        weight_decay=0.05, l2=0.0, batch_size=64, epochs=60,
                        schedule="onecycle"),
     },
+    # Chosen on a 10 % validation split of HMT_train (seed 0, 448 tiles): 10 epochs 0.891;
+    # 40 epochs 0.946 (0.953 with --tta dihedral); 80 epochs with stain jitter 0.940
+    # (0.949), train accuracy 0.99; 40 epochs at 150 px with label smoothing 0.1 0.942.
     "hmt": {
         "best": Recipe(name="best", model="hmt-resnet", optimizer="adamw", lr=3e-3,
-                       weight_decay=0.05, l2=0.0, batch_size=64, epochs=10,
+                       weight_decay=0.05, l2=0.0, batch_size=64, epochs=40,
                        schedule="onecycle", augmentation="dihedral", image_size=128),
     },
 }
