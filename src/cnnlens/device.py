@@ -100,14 +100,24 @@ def _layout_forward(model: nn.Module, x: torch.Tensor, retry: Callable[[], None]
         return model(x)
     try:
         out: torch.Tensor = model(x.contiguous(memory_format=torch.channels_last))
+        return out
     except RuntimeError as exc:
         if is_oom(exc):
             raise
-        if retry is not None:
-            retry()
-        out = model(x)  # an error here is not the layout's: it propagates, nothing is marked
-        _NCHW_ONLY.add(model)
+    # outside the except block, so the failed pass's tensors are freed before the retry
+    if retry is not None:
+        retry()
+    out = model(x)  # an error here is not the layout's: it propagates, nothing is marked
+    _NCHW_ONLY.add(model)
     return out
+
+
+def fast_layout(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x`` in the memory format :func:`fast_forward` runs ``model`` on (for passes that
+    must round like it, e.g. values saved from a second partial forward)."""
+    if x.dim() != 4 or model in _NCHW_ONLY:
+        return x
+    return x.contiguous(memory_format=torch.channels_last)
 
 
 #: The inference passes' name for :func:`fast_forward` (no gradient is implied by either).

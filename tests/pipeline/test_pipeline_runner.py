@@ -12,6 +12,7 @@ import pytest
 
 from cnnlens.cli import main
 from cnnlens.errors import CnnlensError
+from cnnlens.evaluate.options import EvaluateOptions
 from cnnlens.explain.stage import ExplainOptions, load_cams
 from cnnlens.faithfulness.stage import FaithfulnessOptions
 from cnnlens.pipeline import RunOptions, run
@@ -150,6 +151,7 @@ def test_training_options_do_not_leak_into_other_stages(tmp_path: Path) -> None:
     ({"explain": ExplainOptions(methods=("gradkam",))}, "gradkam"),
     ({"faithfulness": FaithfulnessOptions(fracs=(0.0,))}, "frac=0.0"),
     ({"from_keras": "x.h5", "epochs": 3}, "--from-keras"),
+    ({"evaluate": EvaluateOptions(tta="dihedral")}, "--tta dihedral needs square images"),
 ])
 def test_bad_options_fail_before_any_work(tmp_path: Path, kwargs: dict[str, Any],
                                           needle: str) -> None:
@@ -170,6 +172,27 @@ def test_own_image_folders_end_to_end(tmp_path: Path, image_dir: Path) -> None:
     assert cams["maps"].shape == (12, 16, 16)
     assert res.faithfulness is not None and "random" in res.faithfulness["summary"]
     assert (res.path / "report.html").is_file()
+
+
+def test_changing_the_test_time_augmentation_reruns_evaluate_only(tmp_path: Path,
+                                                                   image_dir: Path) -> None:
+    kw: dict[str, Any] = {"task": "images", "data_dir": str(image_dir), "image_size": 16,
+                          "epochs": 1, "device": "cpu", "out": tmp_path / "r", **TINY}
+    first = run(**kw)
+    assert first.evaluation is not None and first.evaluation["options"]["tta"] == "none"
+    events = []
+    for _ in range(2):  # the first changes the option, the second asks the same again
+        rec = Recorder()
+        again = run(evaluate=EvaluateOptions(tta="dihedral"), progress=rec, **kw)
+        events.append({s for s, status in rec.events if status == "skipped"})
+        assert again.evaluation is not None and again.evaluation["options"]["tta"] == "dihedral"
+    assert "test-time views" in (tmp_path / "r" / "report.html").read_text()
+    assert events[0] == {"train", "explain", "faithfulness"}
+    assert events[1] == {"train", "evaluate", "explain", "faithfulness"}
+    with pytest.raises(CnnlensError, match="12x16 images"):
+        run(**{**kw, "image_size": (12, 16), "out": tmp_path / "s"},
+            evaluate=EvaluateOptions(tta="dihedral"))
+    assert not (tmp_path / "s").exists()
 
 
 def test_own_image_folders_with_a_val_folder(tmp_path: Path) -> None:

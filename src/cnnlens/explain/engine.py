@@ -21,7 +21,7 @@ from functools import cached_property
 import torch
 from torch import Tensor, nn
 
-from cnnlens.device import fast_forward, is_oom
+from cnnlens.device import fast_forward, fast_layout, is_oom
 from cnnlens.errors import CnnlensError, unknown_choice
 from cnnlens.explain.checks import check_class_bound, model_error
 from cnnlens.explain.context import LayerContext, target_scores
@@ -113,7 +113,7 @@ class Engine:
         if graph is None:
             return None
         try:
-            saved = graph.saved(ctx.x)
+            saved = graph.saved(fast_layout(self.model, ctx.x))  # as the capture ran
             if isinstance(saved, str):
                 self.tail_path, self.graph = f"full-forward: {saved}", None
                 return None
@@ -312,7 +312,12 @@ class Engine:
                 self._probe() if probe else nullcontext() as stats,
                 torch.set_grad_enabled(need_grad),
             ):
-                logits = fast_forward(self.model, x, retry=store.clear)
+                def retry() -> None:  # forget what the failed channels-last pass saw
+                    store.clear()
+                    if stats is not None:
+                        stats.update(peak=1, tail_peak=1, after=0)
+
+                logits = fast_forward(self.model, x, retry=retry)
         finally:
             handle.remove()
         return store, logits, stats

@@ -300,6 +300,8 @@ class FaithfulnessOptions:
         out = asdict(self)
         for key in ("figures", "batch_size", "use_saved"):
             out.pop(key)
+        if out["precision"] == "fp32":  # results written before the option stay current
+            out.pop("precision")
         for key in ("methods", "fracs", "metrics", "random_cells", "percentages"):
             if out[key] is not None:
                 out[key] = list(out[key])

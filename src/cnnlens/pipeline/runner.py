@@ -192,6 +192,7 @@ def run(
                            "process, and every restart, must use the same run folder")
     prog = (progress or Progress()) if ranks.is_main else Progress()
     resolved = resolve_run_config(opts)  # the task looked up once, here
+    _check_tta(opts.evaluate.tta, resolved)
     data = resolved.load_data()
     imported = resolved.imported
     trains = ("train" in stages and imported is None
@@ -216,6 +217,19 @@ def run(
                 continue
             _run_stage(name, run_dir, opts, data, prog, result, ranks, config)
     return result
+
+
+def _check_tta(tta: str, resolved: Any) -> None:
+    """Refuse a test-time augmentation the data cannot take before anything trains."""
+    if tta == "none":
+        return
+    size = (resolved.values.get("data") or {}).get("image_size")
+    sides = [size, size] if isinstance(size, int) else list(size or [])
+    if resolved.spec.kind != "image" or len(sides) != 2 or sides[0] != sides[1]:
+        what = (f"{sides[0]}x{sides[1]} images" if resolved.spec.kind == "image" and sides
+                else f"{resolved.spec.kind} data")
+        raise CnnlensError(f"--tta {tta} needs square images; this run has {what} "
+                           "(use --tta none, or a square --image-size)")
 
 
 def _opened(opened: tuple[RunDir, dict[str, Any]]) -> tuple[Path, dict[str, Any]]:

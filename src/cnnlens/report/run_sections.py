@@ -196,6 +196,7 @@ def evaluation(ctx: Ctx) -> Section:
         "correct": number(m.get("correct")),
         "accuracy": number(m.get("accuracy")),
         "macro_roc_auc": number(m.get("macro_roc_auc")),
+        "tta": plain((m.get("options") or {}).get("tta") or "none"),
         "per_class": per_class,
         "averages": avg_rows,
         "class_names": names,
