@@ -54,7 +54,7 @@ def _load() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from cnnlens.device import inference_forward, inference_rows
+    from cnnlens.device import fast_forward, inference_rows
     from cnnlens.faithfulness import imputation as imp
     from cnnlens.faithfulness import multigrid as mg
     from cnnlens.models import build_model
@@ -110,8 +110,8 @@ def main(argv: list[str] | None = None) -> int:
     xb = torch.rand(48, 3, 224, 224)
     bs = inference_rows(xb)
     with torch.no_grad():
-        inference_forward(model, xb[:bs])
-        w, c, _ = _timed(lambda: [inference_forward(model, xb[i : i + bs])
+        fast_forward(model, xb[:bs])
+        w, c, _ = _timed(lambda: [fast_forward(model, xb[i : i + bs])
                                   for i in range(0, 48, bs)])
     fwd = w / 48
     print(f"VGG-7 forward (no grad, channels-last batches of {bs}): {48 / w:.1f} tiles/s wall, "

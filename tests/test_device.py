@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from cnnlens.device import eval_mode, inference_forward, inference_rows, is_oom
+from cnnlens.device import eval_mode, fast_forward, inference_rows, is_oom
 
 
 class _ViewHead(nn.Module):
@@ -32,7 +32,7 @@ def test_channels_last_images_score_like_nchw() -> None:
                           nn.Linear(8, 4)).eval()
     x = torch.randn(5, 3, 16, 16)
     with torch.no_grad():
-        torch.testing.assert_close(inference_forward(model, x), model(x), rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(fast_forward(model, x), model(x), rtol=1e-5, atol=1e-6)
 
 
 def test_model_that_cannot_take_channels_last_falls_back_and_is_remembered() -> None:
@@ -42,9 +42,9 @@ def test_model_that_cannot_take_channels_last_falls_back_and_is_remembered() -> 
     with torch.no_grad():
         want = model(x)
         model.calls = 0
-        torch.testing.assert_close(inference_forward(model, x), want)
+        torch.testing.assert_close(fast_forward(model, x), want)
         assert model.calls == 2  # one failed channels-last try, one plain run
-        inference_forward(model, x)
+        fast_forward(model, x)
         assert model.calls == 3  # remembered: no second try
 
 
@@ -52,7 +52,7 @@ def test_signals_untouched_and_rows_sized_by_elements() -> None:
     model = nn.Sequential(nn.Conv1d(1, 2, 3), nn.Flatten()).eval()
     x = torch.randn(4, 1, 10)
     with torch.no_grad():
-        assert torch.equal(inference_forward(model, x), model(x))
+        assert torch.equal(fast_forward(model, x), model(x))
     assert inference_rows(torch.zeros(1000, 1, 40)) == 1000
     assert inference_rows(torch.zeros(496, 3, 224, 224)) == 3
     assert inference_rows(torch.zeros(1, 3, 2000, 2000)) == 1

@@ -120,10 +120,6 @@ def fast_layout(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return x.contiguous(memory_format=torch.channels_last)
 
 
-#: The inference passes' name for :func:`fast_forward` (no gradient is implied by either).
-inference_forward = fast_forward
-
-
 def cpu_has_native_bf16() -> bool:
     """True when oneDNN runs bf16 convolutions natively on this CPU (AVX-512 BF16 / AMX)."""
     check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)

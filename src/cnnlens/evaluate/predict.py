@@ -10,7 +10,7 @@ from torch import nn
 from torch.utils.data import Dataset
 
 from cnnlens.data.batching import iterate_batches
-from cnnlens.device import eval_mode, inference_forward, inference_rows
+from cnnlens.device import eval_mode, fast_forward, inference_rows
 from cnnlens.errors import CnnlensError
 
 
@@ -27,9 +27,9 @@ def dihedral_views(x: torch.Tensor) -> list[torch.Tensor]:
 def _probabilities(model: nn.Module, x: torch.Tensor, tta: str) -> torch.Tensor:
     """Softmax of one forward, or the mean softmax over the test-time views."""
     views = dihedral_views(x) if tta == "dihedral" else [x]
-    total = torch.softmax(inference_forward(model, views[0]).float(), dim=1)
+    total = torch.softmax(fast_forward(model, views[0]).float(), dim=1)
     for view in views[1:]:
-        total += torch.softmax(inference_forward(model, view).float(), dim=1)
+        total += torch.softmax(fast_forward(model, view).float(), dim=1)
     return total / len(views)
 
 

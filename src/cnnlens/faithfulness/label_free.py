@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlens.device import eval_mode, inference_forward
+from cnnlens.device import eval_mode, fast_forward
 from cnnlens.errors import CnnlensError
 from cnnlens.explain.checks import check_class_bound, match_model_dtype
 from cnnlens.faithfulness.options import LABEL_FREE_BASELINE as DEFAULT_BASELINE
@@ -67,7 +67,7 @@ def blank_probs(model: nn.Module, x: Tensor, targets: Tensor, baseline: str | fl
         return target_probs(model, fill_value(x, "mean"), targets, batch_size=batch_size)[0]
     blank = fill_value(x[:1], baseline)
     with eval_mode(model), torch.no_grad():
-        logits = inference_forward(model, match_model_dtype(model, blank.to(device_of(model))))
+        logits = fast_forward(model, match_model_dtype(model, blank.to(device_of(model))))
     probs = F.softmax(logits.float(), dim=1)[0].cpu()
     check_class_bound(targets, probs.shape[0])
     return probs[targets.cpu()]

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from cnnlens.device import eval_mode, inference_forward, inference_rows, is_oom
+from cnnlens.device import eval_mode, fast_forward, inference_rows, is_oom
 from cnnlens.errors import CnnlensError
 from cnnlens.explain.checks import (
     check_batch_size,
@@ -114,7 +114,7 @@ def target_probs(
         while i < n:
             sl = slice(i, min(n, i + bs))
             try:
-                logits = inference_forward(model, match_model_dtype(model, x[sl].to(dev)))
+                logits = fast_forward(model, match_model_dtype(model, x[sl].to(dev)))
             except RuntimeError as exc:
                 # Out of memory: halve the batch for the rest of the call and retry this one.
                 if not is_oom(exc):

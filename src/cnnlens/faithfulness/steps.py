@@ -189,20 +189,19 @@ def score(job: Job, all_maps: dict[str, Tensor]) -> Scores:
             for f in (job.fracs if M.METRICS[fam].uses_frac else [None])]
     for fam, f in jobs:
         out.keys += [M.output_key(o, f) for o in M.METRICS[fam].outputs]
-    # progress in passes over the samples, so a long ROAD job moves the bar as it goes
-    job_passes = {fam: passes(fam, opts.steps, len(opts.percentages)) for fam, _ in jobs}
-    total_passes = len(all_maps) * sum(job_passes[fam] for fam, _ in jobs)
     precision = resolve_precision(opts.precision, job.device, job.x.dim() - 2)
     with inference_precision(precision):
-        _score_all(job, all_maps, jobs, out, precision, job_passes, total_passes)
+        _score_all(job, all_maps, jobs, out, precision)
     return out
 
 
 def _score_all(job: Job, all_maps: dict[str, Tensor], jobs: list[tuple[str, float | None]],
-               out: Scores, precision: str, job_passes: dict[str, int], total_passes: int
-               ) -> None:
+               out: Scores, precision: str) -> None:
     """The metrics of every map, in the precision :func:`score` set for the passes."""
-    progress, shard = job.progress, job.shard
+    progress, shard, opts = job.progress, job.shard, job.opts
+    # progress in passes over the samples, so a long ROAD job moves the bar as it goes
+    job_passes = {fam: passes(fam, opts.steps, len(opts.percentages)) for fam, _ in jobs}
+    total_passes = len(all_maps) * sum(job_passes[fam] for fam, _ in jobs)
     done = 0
     for label, label_maps in all_maps.items():
         out.per_sample[label] = {}

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -41,8 +43,11 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def read_keras_graph(path: str | Path) -> KerasGraphFile:
-    """Read any Keras 2 (or Keras 3 legacy) HDF5 model's graph and weights with h5py."""
+@contextmanager
+def open_keras_h5(path: str | Path) -> Iterator[tuple[Path, Any, Any]]:
+    """Open a Keras HDF5 model file: its path, the open ``h5py.File`` and the parsed
+    ``model_config``. A missing, weights-only, unparsable or unreadable file (also while
+    the caller reads it) is an error naming the file: both readers share these checks."""
     import h5py
 
     p = Path(path)
@@ -60,19 +65,32 @@ def read_keras_graph(path: str | Path) -> KerasGraphFile:
                 config = json.loads(_text(raw))
             except json.JSONDecodeError as exc:
                 raise CnnlensError(f"{p}: model_config is not valid JSON ({exc})") from None
-            graph = _parse_model(p, config)
-            graph.keras_version = _text(f.attrs.get("keras_version", "unknown"))
-            graph.backend = _text(f.attrs.get("backend", "unknown"))
-            root = f.get("model_weights", f)
-            for layer in graph.layers:
-                layer.weights = _read_weights(p, root, layer.name)
+            yield p, f, config
     except OSError as exc:
         raise CnnlensError(f"{p}: not a readable Keras HDF5 file ({exc})") from None
+
+
+def file_versions(f: Any) -> tuple[str, str]:
+    """The Keras version and backend a file was saved with ("unknown" when absent)."""
+    return _text(f.attrs.get("keras_version", "unknown")), _text(f.attrs.get("backend",
+                                                                             "unknown"))
+
+
+def read_keras_graph(path: str | Path) -> KerasGraphFile:
+    """Read any Keras 2 (or Keras 3 legacy) HDF5 model's graph and weights with h5py."""
+    with open_keras_h5(path) as (p, f, config):
+        graph = _parse_model(p, config)
+        graph.keras_version, graph.backend = file_versions(f)
+        root = f.get("model_weights", f)
+        for layer in graph.layers:
+            layer.weights = read_layer_weights(p, root, layer.name)
     return graph
 
 
-def _read_weights(path: Path, root: Any, name: str) -> dict[str, np.ndarray]:
-    """A layer's arrays keyed by base name (``kernel``, ``moving_mean``...), ``:0`` dropped."""
+def read_layer_weights(path: Path, root: Any, name: str, label: str | None = None
+                       ) -> dict[str, np.ndarray]:
+    """A layer's arrays keyed by base name (``kernel``, ``moving_mean``...), ``:0`` dropped;
+    ``label`` names the layer in errors (default ``layer 'NAME'``)."""
     if name not in root:
         return {}
     group = root[name]
@@ -82,8 +100,8 @@ def _read_weights(path: Path, root: Any, name: str) -> dict[str, np.ndarray]:
         try:
             out[key] = np.asarray(group[_text(wname)], dtype=np.float32)
         except KeyError:
-            raise CnnlensError(f"{path}: weight {_text(wname)!r} of layer {name!r} is missing"
-                               ) from None
+            raise CnnlensError(f"{path}: weight {_text(wname)!r} of "
+                               f"{label or f'layer {name!r}'} is missing") from None
     return out
 
 

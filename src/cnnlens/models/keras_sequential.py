@@ -8,7 +8,6 @@ checks and converts them).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from cnnlens.errors import CnnlensError
+from cnnlens.models.keras_config import file_versions, open_keras_h5, read_layer_weights
 
 SUPPORTED_LAYERS = (
     "InputLayer",
@@ -61,46 +61,22 @@ class KerasFile:
 
 def read_keras_h5(path: str | Path) -> KerasFile:
     """Read the architecture and weights of a Keras 2 HDF5 model file (no TensorFlow)."""
-    import h5py
-
-    p = Path(path)
-    if not p.is_file():
-        raise CnnlensError(f"{p}: file not found (expected a Keras .h5 model file)")
-    try:
-        with h5py.File(p, "r") as f:
-            raw = f.attrs.get("model_config")
-            if raw is None:
-                raise CnnlensError(
-                    f"{p}: no 'model_config' attribute; save the model with model.save(...h5), "
-                    "not model.save_weights()"
-                )
-            config = _parse_config(p, raw)
-            keras_version = _text(f.attrs.get("keras_version", "unknown"))
-            backend = _text(f.attrs.get("backend", "unknown"))
-            weights_root = f.get("model_weights", f)
-            layers, input_shape = _parse_layers(p, config)
-            for layer in layers:
-                layer.weights = _read_weights(p, weights_root, layer)
-    except OSError as exc:
-        raise CnnlensError(f"{p}: not a readable Keras HDF5 file ({exc})") from None
+    with open_keras_h5(path) as (p, f, config):
+        _check_sequential(p, config)
+        keras_version, backend = file_versions(f)
+        weights_root = f.get("model_weights", f)
+        layers, input_shape = _parse_layers(p, config)
+        for layer in layers:
+            layer.weights = _read_weights(p, weights_root, layer)
     return KerasFile(layers, input_shape, keras_version, backend)
 
 
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
-
-
-def _parse_config(path: Path, raw: Any) -> dict[str, Any]:
-    try:
-        config = json.loads(_text(raw))
-    except json.JSONDecodeError as exc:
-        raise CnnlensError(f"{path}: model_config is not valid JSON ({exc})") from None
+def _check_sequential(path: Path, config: Any) -> None:
     if not isinstance(config, dict) or config.get("class_name") != "Sequential":
         kind = config.get("class_name") if isinstance(config, dict) else type(config).__name__
         raise CnnlensError(
             f"{path}: model is {kind!r}; only Keras Sequential models can be imported"
         )
-    return config
 
 
 def _parse_layers(
@@ -183,21 +159,12 @@ def _fold_activation(
 
 
 def _read_weights(path: Path, root: Any, layer: KerasLayer) -> dict[str, np.ndarray]:
-    """The layer's arrays keyed ``kernel`` / ``bias``, located via ``weight_names``."""
+    """The layer's arrays keyed ``kernel`` / ``bias``; a weighted layer must have a kernel."""
     if layer.class_name not in ("Conv1D", "Conv2D", "Dense"):
         return {}
     if layer.name not in root:
         raise CnnlensError(f"{path}: no weights stored for {layer.label}")
-    group = root[layer.name]
-    out: dict[str, np.ndarray] = {}
-    for wname in group.attrs.get("weight_names", []):
-        key = _text(wname).rsplit("/", 1)[-1].split(":")[0]
-        try:
-            out[key] = np.asarray(group[_text(wname)], dtype=np.float32)
-        except KeyError:
-            raise CnnlensError(
-                f"{path}: weight {_text(wname)!r} of {layer.label} is missing"
-            ) from None
+    out = read_layer_weights(path, root, layer.name, layer.label)
     if "kernel" not in out:
         raise CnnlensError(f"{path}: {layer.label} has no kernel weights")
     return out
